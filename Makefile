@@ -1,0 +1,72 @@
+# vmha — run as root on Debian 12.  `make demo` and `make test` install what they need.
+
+SHELL        := /bin/bash
+PYTHON       := /usr/bin/python3
+VENV         := .venv
+VPY          := $(VENV)/bin/python
+DESTDIR      ?=
+OCF_DIR      := $(DESTDIR)/usr/lib/ocf/resource.d/vmha
+PY_DIR       := $(DESTDIR)/usr/lib/python3/dist-packages
+SBIN_DIR     := $(DESTDIR)/usr/sbin
+AGENTS       := VirtualMachine
+
+# Debian packages: the cluster stack, libvirt + QEMU, the Python bindings the agents use,
+# and what the lab builds its guest image from.
+DEB_PACKAGES := pacemaker corosync pcs pacemaker-cli-utils resource-agents fence-agents \
+                libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
+                python3-libvirt python3-lxml python3-venv libxml2-utils \
+                busybox-static qemu-guest-agent cpio kmod iproute2 procps util-linux
+
+.PHONY: all deps venv lint typecheck test pytest install uninstall bench demo clean
+
+all: test
+
+# Installs only what is missing, so a second run costs a dpkg query.
+deps:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "installing Debian packages:" $$missing; \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.done: requirements-dev.txt
+	$(PYTHON) -m venv --system-site-packages $(VENV)
+	$(VPY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+venv: deps $(VENV)/.done
+
+lint: venv
+	$(VENV)/bin/ruff check lib agents bin tests bench
+
+typecheck: venv
+	$(VENV)/bin/mypy lib
+
+install: deps
+	install -d -m 755 $(OCF_DIR) $(PY_DIR) $(SBIN_DIR)
+	for a in $(AGENTS); do install -m 755 agents/$$a $(OCF_DIR)/$$a; done
+	rm -rf $(PY_DIR)/vmha
+	cp -r lib/vmha $(PY_DIR)/vmha
+	find $(PY_DIR)/vmha -name __pycache__ -prune -exec rm -rf {} +
+	find $(PY_DIR)/vmha -type d -exec chmod 755 {} + ; find $(PY_DIR)/vmha -type f -exec chmod 644 {} +
+	$(PYTHON) -m compileall -q $(PY_DIR)/vmha
+	install -m 755 bin/vmha $(SBIN_DIR)/vmha
+
+uninstall:
+	rm -rf $(OCF_DIR) $(PY_DIR)/vmha $(SBIN_DIR)/vmha
+
+pytest: venv install
+	$(VPY) -m pytest tests
+
+test: lint typecheck pytest
+
+bench: venv install
+	$(VPY) bench/monitor.py
+
+demo: venv install
+	$(PYTHON) bin/vmha lab demo
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -prune -exec rm -rf {} +

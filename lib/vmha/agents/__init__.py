@@ -1,0 +1,1 @@
+"""One module per OCF agent: its parameters, actions and policy."""

@@ -1,0 +1,42 @@
+"""The ``vmha`` command."""
+
+from __future__ import annotations
+
+import sys
+
+from vmha import __version__
+
+USAGE = """usage: vmha <command> [args]
+
+commands:
+  lab up|status|down|demo   a real Pacemaker + libvirt cluster of namespace hosts on this machine
+  version                   print the version
+
+Agents: ocf:vmha:VirtualMachine (see 'pcs resource describe ocf:vmha:VirtualMachine').
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if not args or args[0] in ("-h", "--help", "help"):
+        sys.stdout.write(USAGE)
+        return 0
+    command, rest = args[0], args[1:]
+    if command in ("version", "--version"):
+        print(f"vmha {__version__}")
+        return 0
+    if command == "lab":
+        import importlib
+
+        try:
+            lab = importlib.import_module("vmha.lab.cli")
+        except ImportError:
+            sys.stderr.write("vmha lab is not available in this build\n")
+            return 2
+        return int(lab.main(rest))
+    sys.stderr.write(f"vmha: unknown command {command!r}\n{USAGE}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The OCF 1.1 contract: exit codes, context, parameters, metadata, dispatch, logging."""

@@ -1,0 +1,82 @@
+"""Pacemaker's command-line tools (crm_resource, crm_node, attrd_updater, crm_attribute).
+
+All of them run through one ``CommandRunner``; this module only knows their arguments and
+how to read their answers.
+
+Raises:
+    ClusterCommandFailed: the tool ran and said no (message carries its stderr).
+    CommandNotFound / CommandTimedOut: from the runner.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vmha.ocf.runner import CommandError, CommandRunner, Completed
+
+
+class ClusterCommandFailed(CommandError):
+    pass
+
+
+@dataclass(frozen=True)
+class ClusterNode:
+    node_id: str
+    name: str
+    state: str
+
+
+def _check(done: Completed) -> Completed:
+    if not done.ok:
+        tool = done.argv[0].rsplit("/", 1)[-1]
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise ClusterCommandFailed(f"{tool} failed (rc {done.rc}): {detail[-1] if detail else 'no output'}")
+    return done
+
+
+class ClusterTools:
+    def __init__(self, runner: CommandRunner) -> None:
+        self._runner = runner
+
+    def set_utilization(self, resource: str, name: str, value: str, *, timeout: float) -> None:
+        _check(
+            self._runner.run(
+                [
+                    "crm_resource",
+                    "--resource",
+                    resource,
+                    "--utilization",
+                    "--set-parameter",
+                    name,
+                    "--parameter-value",
+                    value,
+                ],
+                timeout=timeout,
+            )
+        )
+
+    def delete_utilization(self, resource: str, name: str, *, timeout: float) -> None:
+        done = self._runner.run(
+            ["crm_resource", "--resource", resource, "--utilization", "--delete-parameter", name],
+            timeout=timeout,
+        )
+        # crm_resource answers 105 (no such object) when the attribute is already gone.
+        if done.rc not in (0, 105):
+            _check(done)
+
+    def local_node(self, *, timeout: float) -> str:
+        return _check(self._runner.run(["crm_node", "--name"], timeout=timeout)).stdout.strip()
+
+    def nodes(self, *, timeout: float) -> list[ClusterNode]:
+        """Members of the cluster as ``crm_node --list`` reports them."""
+        out = _check(self._runner.run(["crm_node", "--list"], timeout=timeout)).stdout
+        found = []
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) >= 2:
+                found.append(ClusterNode(fields[0], fields[1], fields[2] if len(fields) > 2 else ""))
+        return found
+
+    def set_node_attribute(self, name: str, value: str, *, timeout: float) -> None:
+        """Transient node attribute through attrd (e.g. ``#health-vmha``)."""
+        _check(self._runner.run(["attrd_updater", "--name", name, "--update", value], timeout=timeout))

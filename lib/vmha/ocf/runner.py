@@ -1,0 +1,118 @@
+"""The one way vmha runs an external program.
+
+Every program is named by an absolute path, gets an argument list (never a shell
+string), runs with ``LC_ALL=C`` so its output can be parsed, and is killed when its
+timeout passes.  Tests swap the runner for a scripted fake (``tests/fakes/runner.py``).
+
+Raises:
+    CommandNotFound: the program is not installed at the path we expect.
+    CommandTimedOut: the program did not finish in time (it has been killed).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+# The directories a cluster host keeps its administration tools in, in search order.
+SEARCH_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+# Variables a child may need from our environment: Pacemaker tools read CIB_* (e.g. CIB_file
+# for an offline CIB) and PCMK_*; nothing else leaks into the programs we run.
+_PASS_PREFIXES = ("CIB_", "PCMK_", "HA_", "OCF_")
+
+
+class CommandError(Exception):
+    """Base of the runner's errors; ``str()`` is written for an operator."""
+
+
+class CommandNotFound(CommandError):
+    pass
+
+
+class CommandTimedOut(CommandError):
+    pass
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    rc: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+def find_program(name: str, dirs: Sequence[str] = SEARCH_DIRS) -> str:
+    """Absolute path of ``name`` in the fixed system directories.
+
+    Raises CommandNotFound; never consults $PATH (agents run as root).
+    """
+    if os.path.isabs(name):
+        if os.access(name, os.X_OK):
+            return name
+        raise CommandNotFound(f"{name} is not installed or not executable")
+    for d in dirs:
+        path = os.path.join(d, name)
+        if os.access(path, os.X_OK):
+            return path
+    raise CommandNotFound(f"{name} is not installed (looked in {', '.join(dirs)})")
+
+
+def child_env(base: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {"LC_ALL": "C", "LANG": "C", "PATH": ":".join(SEARCH_DIRS)}
+    for key, value in (base or {}).items():
+        if key.startswith(_PASS_PREFIXES):
+            env[key] = value
+    env.update(extra or {})
+    return env
+
+
+class CommandRunner:
+    """Runs programs; one instance per process, handed down to whoever needs it."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._base_env = dict(env or {})
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        timeout: float,
+        stdin: str | None = None,
+        env_extend: Mapping[str, str] | None = None,
+    ) -> Completed:
+        """Run ``argv`` (argv[0] a program name or absolute path) and wait at most ``timeout`` s.
+
+        Raises CommandNotFound, CommandTimedOut.
+        """
+        import subprocess  # lazy: the monitor path rarely runs a program
+
+        if not argv:
+            raise ValueError("empty argv")
+        program = find_program(argv[0])
+        full = (program, *argv[1:])
+        if timeout <= 0:
+            raise CommandTimedOut(f"no time left to run {os.path.basename(program)}")
+        try:
+            proc = subprocess.run(
+                full,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout,
+                env=child_env(self._base_env, env_extend),
+                stdin=None if stdin is not None else subprocess.DEVNULL,
+                close_fds=True,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise CommandTimedOut(f"{os.path.basename(program)} did not finish within {timeout:.1f}s") from exc
+        except OSError as exc:
+            raise CommandNotFound(f"cannot run {program}: {exc.strerror}") from exc
+        return Completed(full, proc.returncode, proc.stdout, proc.stderr)

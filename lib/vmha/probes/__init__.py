@@ -1,0 +1,1 @@
+"""Pure decisions: facts in, an OCF outcome out. No I/O."""

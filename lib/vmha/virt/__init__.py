@@ -1,0 +1,1 @@
+"""Everything that talks to libvirt; the only package that imports it."""

@@ -1,0 +1,177 @@
+"""A libvirt domain: its state and lifecycle calls, each bounded by the connection's deadline.
+
+No policy here (what a state means for the cluster is decided in ``vmha.probes``); this
+module only asks libvirt and reports in our own types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+from typing import TYPE_CHECKING, Any
+
+from vmha.deadline import Deadline
+
+if TYPE_CHECKING:
+    from vmha.virt.connection import Connection
+
+
+class DomainState(IntEnum):
+    """``virDomainState`` (stable libvirt ABI values)."""
+
+    NOSTATE = 0
+    RUNNING = 1
+    BLOCKED = 2
+    PAUSED = 3
+    SHUTDOWN = 4
+    SHUTOFF = 5
+    CRASHED = 6
+    PMSUSPENDED = 7
+
+
+class PausedReason(IntEnum):
+    """``virDomainPausedReason``."""
+
+    UNKNOWN = 0
+    USER = 1
+    MIGRATION = 2
+    SAVE = 3
+    DUMP = 4
+    IOERROR = 5
+    WATCHDOG = 6
+    FROM_SNAPSHOT = 7
+    SHUTTING_DOWN = 8
+    SNAPSHOT = 9
+    CRASHED = 10
+    STARTING_UP = 11
+    POSTCOPY = 12
+    POSTCOPY_FAILED = 13
+    API_ERROR = 14
+
+
+class ShutdownMode(IntEnum):
+    """``virDomainShutdownFlagValues``: how a graceful shutdown is asked of the guest."""
+
+    DEFAULT = 0
+    ACPI = 1
+    AGENT = 2
+    INITCTL = 4
+    SIGNAL = 8
+    PARAVIRT = 16
+
+
+SHUTDOWN_MODES = {
+    "acpi": ShutdownMode.ACPI,
+    "agent": ShutdownMode.AGENT,
+    "initctl": ShutdownMode.INITCTL,
+    "signal": ShutdownMode.SIGNAL,
+    "paravirt": ShutdownMode.PARAVIRT,
+}
+
+
+@dataclass(frozen=True)
+class DomainStatus:
+    state: DomainState
+    reason: int
+
+    @property
+    def active(self) -> bool:
+        """QEMU (or the hypervisor's equivalent) is there for this domain."""
+        return self.state not in (DomainState.SHUTOFF, DomainState.CRASHED, DomainState.NOSTATE)
+
+    def describe(self) -> str:
+        name = self.state.name.lower()
+        if self.state is DomainState.PAUSED:
+            try:
+                return f"paused ({PausedReason(self.reason).name.lower()})"
+            except ValueError:
+                return f"paused (reason {self.reason})"
+        return name
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    status: DomainStatus
+    max_memory_kib: int
+    memory_kib: int
+    vcpus: int
+
+
+class Domain:
+    def __init__(self, raw: Any, conn: Connection) -> None:
+        self.raw = raw
+        self.conn = conn
+
+    def _call(self, fn: Any, *args: Any, what: str, deadline: Deadline | None = None) -> Any:
+        return self.conn.call(fn, *args, what=f"{what} of domain {self.name}", deadline=deadline)
+
+    @property
+    def name(self) -> str:
+        return str(self.raw.name())  # cached in the binding, no RPC
+
+    def uuid(self) -> str:
+        return str(self.raw.UUIDString())  # cached in the binding, no RPC
+
+    def status(self) -> DomainStatus:
+        state, reason = self._call(self.raw.state, 0, what="state")
+        try:
+            return DomainStatus(DomainState(state), int(reason))
+        except ValueError:
+            return DomainStatus(DomainState.NOSTATE, int(reason))
+
+    def info(self) -> DomainInfo:
+        """State, memory and vCPUs in one call (what the monitor needs for utilization)."""
+        state, max_mem, mem, vcpus, _cpu_time = self._call(self.raw.info, what="info")
+        try:
+            st = DomainState(state)
+        except ValueError:
+            st = DomainState.NOSTATE
+        # info() has no reason; ask for it only when it matters (paused).
+        reason = self.status().reason if st is DomainState.PAUSED else 0
+        return DomainInfo(DomainStatus(st, reason), int(max_mem), int(mem), int(vcpus))
+
+    def is_persistent(self) -> bool:
+        return bool(self._call(self.raw.isPersistent, what="persistence"))
+
+    def xml(self, *, inactive: bool = False, secure: bool = False) -> str:
+        import libvirt
+
+        flags = 0
+        if inactive:
+            flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
+        if secure:
+            flags |= libvirt.VIR_DOMAIN_XML_SECURE
+        return str(self._call(self.raw.XMLDesc, flags, what="XML"))
+
+    def start(self) -> None:
+        self._call(self.raw.create, what="start")
+
+    def shutdown(self, modes: int) -> None:
+        self._call(self.raw.shutdownFlags, modes, what="shutdown")
+
+    def destroy(self, *, graceful: bool = False, deadline: Deadline | None = None) -> None:
+        flags = 1 if graceful else 0  # VIR_DOMAIN_DESTROY_GRACEFUL: SIGTERM only, no SIGKILL
+        self._call(self.raw.destroyFlags, flags, what="destroy", deadline=deadline)
+
+    def undefine(self) -> None:
+        self._call(self.raw.undefine, what="undefine")
+
+    def save(self, path: str) -> None:
+        self._call(self.raw.save, path, what=f"save to {path}")
+
+    def abort_job(self, deadline: Deadline | None = None) -> None:
+        self._call(self.raw.abortJob, what="abort job", deadline=deadline)
+
+    def job_type(self) -> int:
+        """``virDomainJobType`` of the running job (0 = none)."""
+        info = self._call(self.raw.jobInfo, what="job info")
+        return int(info[0])
+
+    def set_max_downtime(self, ms: int) -> None:
+        self._call(self.raw.migrateSetMaxDowntime, ms, 0, what="set migration downtime")
+
+    def start_postcopy(self) -> None:
+        self._call(self.raw.migrateStartPostCopy, 0, what="switch migration to post-copy")
+
+    def set_autostart(self, on: bool) -> None:
+        self._call(self.raw.setAutostart, 1 if on else 0, what="set autostart")
