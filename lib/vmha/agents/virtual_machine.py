@@ -45,6 +45,7 @@ from vmha.virt.connection import Connection
 from vmha.virt.domain import SHUTDOWN_MODES, Domain, DomainState
 from vmha.virt.errors import (
     DomainConflict,
+    DomainNotFound,
     HypervisorUnreachable,
     OperationInvalid,
     VirtError,
@@ -170,8 +171,9 @@ class VirtualMachine:
         return Connection.open(self.uri, deadline, keepalive=keepalive)
 
     def is_local_qemu(self) -> bool:
+        """QEMU on this very host (so its processes can be seen in /proc)."""
         scheme, _, rest = self.uri.partition("://")
-        return scheme == "qemu" and rest.startswith("/")
+        return scheme in ("qemu", "qemu+unix") and rest.startswith("/")
 
     # -- monitor ---------------------------------------------------------------------------
 
@@ -181,6 +183,8 @@ class VirtualMachine:
             ident = self.config_identity()
         except (NotInstalled, NotConfigured) as exc:
             if started is None:
+                if isinstance(exc, NotConfigured) and not self.ctx.is_probe:
+                    raise
                 # Nothing started here since boot and no config to name a domain: the
                 # truthful answer for a probe, and never a reason to fence this node.
                 raise NotRunning(f"{exc.reason}; nothing was started here") from None
@@ -459,8 +463,11 @@ class VirtualMachine:
         if not idents:
             self.log.info("no readable config and nothing started here: nothing to stop")
             return
+        # Keep time to stop QEMU by its PID should libvirtd not answer.
+        connect_by = self.deadline.earlier(max(2.0, self.ctx.timeout_s * 0.25))
         try:
-            with self.connect(self.deadline, keepalive=True) as conn:
+            with self.connect(connect_by, keepalive=True) as conn:
+                conn.deadline = self.deadline
                 for ident in idents:
                     self._stop_domain(conn, ident)
         except HypervisorUnreachable as exc:
@@ -501,7 +508,7 @@ class VirtualMachine:
             if time.monotonic() - sent >= SHUTDOWN_RESEND_S:
                 try:
                     dom.shutdown(modes)
-                except OperationInvalid:
+                except (OperationInvalid, DomainNotFound):
                     return  # already off
                 except VirtError as exc:
                     self.log.warning(f"graceful shutdown of {dom.name} refused: {exc.message}; forcing it off")
@@ -520,7 +527,7 @@ class VirtualMachine:
                 if not dom.status().active:
                     return
                 dom.destroy(deadline=self.deadline)
-            except OperationInvalid:
+            except (OperationInvalid, DomainNotFound):
                 return  # went off between our two calls
             except HypervisorUnreachable:
                 raise
@@ -788,7 +795,11 @@ class VirtualMachine:
 
 def _handler(method: str) -> Any:
     def run(ctx: OcfContext, log: Log) -> None:
-        getattr(VirtualMachine(ctx, log), method)()
+        try:
+            getattr(VirtualMachine(ctx, log), method)()
+        except VirtError as exc:
+            # Anything libvirt could not do that the action did not handle itself.
+            raise GenericError(exc.message) from exc
 
     run.__name__ = method
     return run

@@ -11,6 +11,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from vmha.deadline import Deadline
+from vmha.virt.errors import DomainNotFound
 
 if TYPE_CHECKING:
     from vmha.virt.connection import Connection
@@ -113,7 +114,11 @@ class Domain:
         return str(self.raw.UUIDString())  # cached in the binding, no RPC
 
     def status(self) -> DomainStatus:
-        state, reason = self._call(self.raw.state, 0, what="state")
+        """The state; a transient domain that vanished (it was shut off) reads as shut off."""
+        try:
+            state, reason = self._call(self.raw.state, 0, what="state")
+        except DomainNotFound:
+            return DomainStatus(DomainState.SHUTOFF, 0)
         try:
             return DomainStatus(DomainState(state), int(reason))
         except ValueError:

@@ -1,0 +1,112 @@
+"""A libvirtd that accepts the connection and never answers: every action must still answer
+inside its operation timeout, with a clear code and one exit reason (issue: the deadline must
+hold even when libvirt blocks in C)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from tests.support.agent import ocf_env, run_agent
+
+TIMEOUT_MS = 5000
+
+DOMAIN_XML = "<domain type='kvm'><name>hung1</name><memory>1024</memory><os><type>hvm</type></os></domain>"
+
+
+@pytest.fixture(scope="module")
+def silent_socket(tmp_path_factory):
+    """A unix socket that accepts every connection, reads, and never writes a byte."""
+    path = str(tmp_path_factory.mktemp("hung") / "libvirt-sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)  # keep it open, answer nothing
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield path
+    stop.set()
+    thread.join(2)
+    for conn in held:
+        conn.close()
+    server.close()
+
+
+@pytest.fixture
+def env(silent_socket, tmp_path):
+    config = tmp_path / "hung1.xml"
+    config.write_text(DOMAIN_XML)
+
+    def make(interval_ms=10000, **params):
+        base = {
+            "config": str(config),
+            "hypervisor": f"qemu+unix:///system?socket={silent_socket}",
+            "autoset_utilization_cpu": "false",
+            "autoset_utilization_hv_memory": "false",
+            "autoset_utilization_host_memory": "false",
+        }
+        base.update(params)
+        return ocf_env("hung1", base, rsctmp=str(tmp_path / "rsctmp"), interval_ms=interval_ms, timeout_ms=TIMEOUT_MS)
+
+    return make
+
+
+def _within_timeout(run):
+    assert run.seconds < TIMEOUT_MS / 1000, f"took {run.seconds:.1f}s, past the {TIMEOUT_MS} ms timeout"
+    assert "Traceback" not in run.stderr
+    assert len(run.reasons) <= 1
+
+
+def test_probe_answers_not_running_from_proc(env):
+    # No QEMU process of hung1 on this host: the truthful probe answer is "not running",
+    # found in /proc because libvirtd cannot be asked.
+    run = run_agent("monitor", env(interval_ms=0))
+    _within_timeout(run)
+    assert run.rc == 7
+
+
+def test_recurring_monitor_reports_libvirt_not_answering(env):
+    run = run_agent("monitor", env())
+    _within_timeout(run)
+    assert run.rc == 7
+    assert "not answering" in run.reason
+
+
+def test_start_fails_inside_its_timeout(env):
+    run = run_agent("start", env())
+    _within_timeout(run)
+    assert run.rc == 1
+    assert "did not answer" in run.reason or "did not finish" in run.reason
+
+
+def test_stop_succeeds_when_no_qemu_runs(env):
+    # libvirtd hung and no QEMU process of this domain here: nothing to stop, so no fencing.
+    run = run_agent("stop", env())
+    _within_timeout(run)
+    assert run.rc == 0
+
+
+def test_remote_hypervisor_hung_is_a_clear_error(env, silent_socket):
+    # A URI whose processes we cannot see: the answer is a clear error, not a guess.
+    run = run_agent("monitor", env(hypervisor=f"test+unix:///default?socket={silent_socket}"))
+    _within_timeout(run)
+    assert run.rc == 1 and "cannot ask hypervisor" in run.reason
+
+
+def test_unreachable_socket_probe(env, tmp_path):
+    run = run_agent("monitor", env(interval_ms=0, hypervisor=f"qemu+unix:///system?socket={tmp_path}/none"))
+    _within_timeout(run)
+    assert run.rc == 7
