@@ -110,3 +110,14 @@ def test_unreachable_socket_probe(env, tmp_path):
     run = run_agent("monitor", env(interval_ms=0, hypervisor=f"qemu+unix:///system?socket={tmp_path}/none"))
     _within_timeout(run)
     assert run.rc == 7
+
+
+def test_remote_hypervisor_hung_probe_without_history_is_not_running(env, silent_socket):
+    # Nothing was started here since boot and the hypervisor cannot be asked: a failed probe
+    # would lead to a failed stop and a fenced host, so the answer is "not running".
+    run = run_agent("monitor", env(interval_ms=0, hypervisor=f"test+unix:///default?socket={silent_socket}"))
+    _within_timeout(run)
+    assert run.rc == 7
+    stop = run_agent("stop", env(hypervisor=f"test+unix:///default?socket={silent_socket}"))
+    _within_timeout(stop)
+    assert stop.rc == 0

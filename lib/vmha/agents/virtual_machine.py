@@ -230,6 +230,11 @@ class VirtualMachine:
 
     def _monitor_without_libvirt(self, ident: Identity, exc: HypervisorUnreachable) -> None:
         if not self.is_local_qemu():
+            if self.ctx.is_probe and self.started() is None:
+                # Not started here since boot, and no way to look: answering "failed" would
+                # make Pacemaker stop it here, fail again, and fence a healthy host.
+                self.log.warning(f"cannot ask hypervisor {self.uri} ({exc.message}); nothing was started here")
+                raise NotRunning(f"hypervisor {self.uri} not answering; nothing was started here")
             raise GenericError(f"cannot ask hypervisor {self.uri}: {exc.message}")
         from vmha.virt.procscan import find_qemu
 
@@ -472,6 +477,9 @@ class VirtualMachine:
                     self._stop_domain(conn, ident)
         except HypervisorUnreachable as exc:
             if not self.is_local_qemu():
+                if started is None:
+                    self.log.warning(f"hypervisor {self.uri} unreachable ({exc.message}); nothing was started here")
+                    return
                 raise GenericError(f"cannot stop: hypervisor {self.uri} unreachable: {exc.message}") from None
             for ident in idents:
                 self._kill_qemu(ident, exc.message)
