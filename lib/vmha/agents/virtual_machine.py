@@ -17,10 +17,8 @@ What we remember between invocations lives in one JSON file under HA_RSCTMP:
 from __future__ import annotations
 
 import os
-import signal
 import time
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from vmha import __version__
 from vmha.agents.vm_params import PARAMS
@@ -57,8 +55,7 @@ SHUTDOWN_RESEND_S = 10.0
 UTILIZATION_RETRY_S = 60.0
 
 
-@dataclass(frozen=True)
-class Identity:
+class Identity(NamedTuple):
     name: str
     uuid: str | None
 
@@ -547,6 +544,8 @@ class VirtualMachine:
 
     def _kill_qemu(self, ident: Identity, why: str) -> None:
         """Stop a domain whose libvirtd is unreachable by signalling its QEMU process."""
+        import signal
+
         from vmha.virt.procscan import find_qemu
 
         proc = find_qemu(ident.name, ident.uuid)

@@ -10,7 +10,7 @@ Raises:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vmha.ocf.runner import CommandError, CommandRunner, Completed
 
@@ -19,8 +19,7 @@ class ClusterCommandFailed(CommandError):
     pass
 
 
-@dataclass(frozen=True)
-class ClusterNode:
+class ClusterNode(NamedTuple):
     node_id: str
     name: str
     state: str

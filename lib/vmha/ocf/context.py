@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from vmha.deadline import Deadline
 from vmha.ocf.params import Param, Params, parse_params
@@ -27,8 +27,7 @@ def _int_or(raw: str | None, default: int) -> int:
         return default
 
 
-@dataclass(frozen=True)
-class OcfContext:
+class OcfContext(NamedTuple):
     action: str
     instance: str
     params: Params
@@ -39,8 +38,8 @@ class OcfContext:
     timeout_ms: int
     check_level: int
     rsc_tmp: str
-    env: Mapping[str, str] = field(repr=False)
-    started_at: float = field(default_factory=time.monotonic)
+    env: Mapping[str, str]
+    started_at: float
 
     @classmethod
     def from_env(cls, action: str, env: Mapping[str, str], declared: Iterable[Param]) -> OcfContext:
@@ -62,6 +61,7 @@ class OcfContext:
             check_level=_int_or(env.get("OCF_CHECK_LEVEL"), 0),
             rsc_tmp=env.get("HA_RSCTMP") or DEFAULT_RSCTMP,
             env=env,
+            started_at=time.monotonic(),
         )
 
     @property

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from enum import Enum
+from typing import NamedTuple
 
 Value = str | int | bool | None
 
@@ -31,14 +31,12 @@ class ParamError(ValueError):
     """A value that does not parse or does not pass its check; the message names the parameter."""
 
 
-@dataclass(frozen=True)
-class Deprecation:
+class Deprecation(NamedTuple):
     desc: str
     replaced_with: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class Param:
+class Param(NamedTuple):
     name: str
     type: ParamType
     shortdesc: str
@@ -56,7 +54,7 @@ class Param:
     # parameter exists in VirtualDomain, and silently ignoring it would mislead its users.
     unsupported: str | None = None
     # Extra check of a parsed, non-empty value; returns a reason when the value is wrong.
-    check: Callable[[Value], str | None] | None = field(default=None, compare=False)
+    check: Callable[[Value], str | None] | None = None
 
     def parse(self, raw: str | None) -> Value:
         """Typed value of ``raw``; an unset or empty value gives the default.
@@ -136,8 +134,7 @@ class Params(Mapping[str, Value]):
         return value
 
 
-@dataclass(frozen=True)
-class ParsedParams:
+class ParsedParams(NamedTuple):
     params: Params
     errors: tuple[str, ...]
     unknown: tuple[str, ...]

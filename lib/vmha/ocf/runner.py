@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # The directories a cluster host keeps its administration tools in, in search order.
 SEARCH_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -35,8 +35,7 @@ class CommandTimedOut(CommandError):
     pass
 
 
-@dataclass(frozen=True)
-class Completed:
+class Completed(NamedTuple):
     argv: tuple[str, ...]
     rc: int
     stdout: str

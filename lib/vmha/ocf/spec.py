@@ -7,7 +7,7 @@ what ``pcs resource describe`` shows is what the agent parses.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vmha.ocf.context import OcfContext
 from vmha.ocf.log import Log
@@ -16,8 +16,7 @@ from vmha.ocf.params import Param
 Handler = Callable[[OcfContext, Log], None]
 
 
-@dataclass(frozen=True)
-class Action:
+class Action(NamedTuple):
     name: str
     timeout_s: int
     handler: Handler | None = None
@@ -28,8 +27,7 @@ class Action:
     advertise: bool = True
 
 
-@dataclass(frozen=True)
-class AgentSpec:
+class AgentSpec(NamedTuple):
     name: str
     version: str
     shortdesc: str

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from typing import Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
@@ -31,6 +30,8 @@ def read(path: str) -> dict[str, Any]:
 
 def write(path: str, data: dict[str, Any]) -> None:
     """Replace ``path`` with ``data`` atomically. Raises OSError."""
+    import tempfile  # lazy: only writes need it, and the monitor rarely writes
+
     directory = os.path.dirname(path) or "."
     os.makedirs(directory, mode=0o755, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".vmha-", dir=directory)
@@ -58,6 +59,8 @@ def remove(path: str) -> None:
 
 def write_file_atomic(path: str, content: bytes, mode: int | None = None) -> None:
     """Replace ``path`` with ``content``, keeping its mode (or ``mode``) and owner. Raises OSError."""
+    import tempfile
+
     directory = os.path.dirname(path) or "."
     try:
         st: os.stat_result | None = os.stat(path)

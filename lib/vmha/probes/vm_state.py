@@ -13,7 +13,7 @@ no state                                   -> 1 failed (libvirt does not know)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from vmha.ocf.codes import OcfRc
 from vmha.virt.domain import DomainState, DomainStatus, PausedReason
@@ -36,8 +36,7 @@ _PAUSED_FINE = frozenset(
 )
 
 
-@dataclass(frozen=True)
-class ProbeResult:
+class ProbeResult(NamedTuple):
     rc: OcfRc
     reason: str = ""
 

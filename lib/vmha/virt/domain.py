@@ -6,9 +6,8 @@ module only asks libvirt and reports in our own types.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from vmha.deadline import Deadline
 from vmha.virt.errors import DomainNotFound
@@ -70,8 +69,7 @@ SHUTDOWN_MODES = {
 }
 
 
-@dataclass(frozen=True)
-class DomainStatus:
+class DomainStatus(NamedTuple):
     state: DomainState
     reason: int
 
@@ -90,8 +88,7 @@ class DomainStatus:
         return name
 
 
-@dataclass(frozen=True)
-class DomainInfo:
+class DomainInfo(NamedTuple):
     status: DomainStatus
     max_memory_kib: int
     memory_kib: int
