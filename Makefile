@@ -38,7 +38,7 @@ $(VENV)/.done: requirements-dev.txt
 venv: deps $(VENV)/.done
 
 lint: venv
-	$(VENV)/bin/ruff check lib agents bin tests bench
+	$(VENV)/bin/ruff check $(wildcard lib agents bin tests bench)
 
 typecheck: venv
 	$(VENV)/bin/mypy lib
