@@ -484,14 +484,20 @@ class VirtualMachine:
 
     def _stop_domain(self, conn: Connection, ident: Identity) -> None:
         dom = conn.find(uuid=ident.uuid, name=ident.name)
-        if dom is None or not dom.status().active:
+        if dom is None:
+            return
+        status = dom.status()
+        if not status.active:
             return
         force = self.p.flag("force_stop")
-        if not force and self.p.text("snapshot"):
-            if self._save_to_snapshot(dom):
-                return
+        if not force and self.p.text("snapshot") and self._save_to_snapshot(dom):
+            return
         if self.p.flag("save_config_on_stop") or self.p.flag("sync_config_on_stop"):
             self.save_config(dom)
+        if status.state is DomainState.PAUSED and not force:
+            # A paused guest cannot act on a shutdown request; waiting would only burn the timeout.
+            self.log.warning(f"domain {dom.name} is {status.describe()}: forcing it off")
+            force = True
         if not force:
             self._graceful_shutdown(dom)
         self._force_off(dom)
