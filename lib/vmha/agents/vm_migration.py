@@ -7,6 +7,7 @@ unknown option is an error, never passed through (there is no shell to pass it t
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit, urlunsplit
@@ -91,7 +92,7 @@ def parse_migrate_options(text: str) -> MigrateOptions:
     ints = {}
     for key in ("--bandwidth", "--parallel-connections"):
         if key in values:
-            if not values[key].isdigit():
+            if not re.fullmatch(r"[0-9]+", values[key]):
                 raise MigrationOptionError(f"migrate_options: {key} needs a number")
             ints[key] = int(values[key])
     return MigrateOptions(
@@ -116,10 +117,14 @@ def remote_uri(hypervisor: str, node: str, *, transport: str, user: str, suffix:
     if template:
         return template.replace("%n", node)
     parts = urlsplit(hypervisor)
-    scheme = parts.scheme.split("+", 1)[0]
+    # As VirtualDomain: the hypervisor URI's own scheme (with its transport) is kept unless
+    # migration_transport names one; its port is kept too.
+    scheme = parts.scheme
     if transport:
-        scheme = f"{scheme}+{transport}"
+        scheme = f"{scheme.split('+', 1)[0]}+{transport}"
     host = target_host(node, suffix)
+    if parts.port:
+        host = f"{host}:{parts.port}"
     netloc = f"{user}@{host}" if user else host
     return urlunsplit((scheme, netloc, parts.path or "/system", parts.query, ""))
 

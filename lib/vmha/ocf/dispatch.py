@@ -25,7 +25,9 @@ from vmha.ocf.params import refuse_unsupported
 from vmha.ocf.spec import AgentSpec
 
 EXIT_REASON_PREFIX = "ocf-exit-reason:"
-_REASON_MAX = 480
+# pacemaker-execd keeps the first 128 bytes of an exit reason (EXIT_REASON_MAX_LEN); cut it
+# ourselves, on a character boundary and visibly, rather than let it be cut mid-character.
+_REASON_MAX_BYTES = 128
 
 
 def watchdog_margin(timeout_s: float) -> float:
@@ -36,7 +38,10 @@ def watchdog_margin(timeout_s: float) -> float:
 def one_line(reason: str) -> str:
     text = " ".join(reason.split())
     text = "".join(ch for ch in text if ch.isprintable())
-    return text if len(text) <= _REASON_MAX else text[: _REASON_MAX - 3] + "..."
+    raw = text.encode("utf-8")
+    if len(raw) <= _REASON_MAX_BYTES:
+        return text
+    return raw[: _REASON_MAX_BYTES - 3].decode("utf-8", "ignore") + "..."
 
 
 class _Reporter:

@@ -159,6 +159,8 @@ def parse_params(declared: Iterable[Param], env: Mapping[str, str]) -> ParsedPar
         raw = env.get("OCF_RESKEY_" + param.name)
         if raw:
             explicit.append(param.name)
+        elif param.required:
+            errors.append(f"parameter {param.name} is required")
         try:
             values[param.name] = param.parse(raw)
         except ParamError as exc:

@@ -98,20 +98,29 @@ class CommandRunner:
         if timeout <= 0:
             raise CommandTimedOut(f"no time left to run {os.path.basename(program)}")
         try:
-            proc = subprocess.run(
+            # Its own session, so a timeout kills the program's children too.
+            proc = subprocess.Popen(
                 full,
-                input=stdin,
-                capture_output=True,
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                timeout=timeout,
                 env=child_env(self._base_env, env_extend),
-                stdin=None if stdin is not None else subprocess.DEVNULL,
                 close_fds=True,
-                check=False,
+                start_new_session=True,
             )
-        except subprocess.TimeoutExpired as exc:
-            raise CommandTimedOut(f"{os.path.basename(program)} did not finish within {timeout:.1f}s") from exc
         except OSError as exc:
             raise CommandNotFound(f"cannot run {program}: {exc.strerror}") from exc
-        return Completed(full, proc.returncode, proc.stdout, proc.stderr)
+        try:
+            out, err = proc.communicate(stdin, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            import signal
+
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.communicate()
+            raise CommandTimedOut(f"{os.path.basename(program)} did not finish within {timeout:.1f}s") from exc
+        return Completed(full, proc.returncode, out, err)

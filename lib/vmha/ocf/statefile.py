@@ -58,9 +58,13 @@ def remove(path: str) -> None:
 
 
 def write_file_atomic(path: str, content: bytes, mode: int | None = None) -> None:
-    """Replace ``path`` with ``content``, keeping its mode (or ``mode``) and owner. Raises OSError."""
+    """Replace ``path`` with ``content``, keeping its mode (or ``mode``) and owner. Raises OSError.
+
+    A symlink is followed: the file it points to (e.g. on shared storage) is replaced, not the link.
+    """
     import tempfile
 
+    path = os.path.realpath(path)
     directory = os.path.dirname(path) or "."
     try:
         st: os.stat_result | None = os.stat(path)

@@ -97,16 +97,19 @@ def classify(exc: BaseException, what: str = "") -> VirtError:
     text = (exc.get_error_message() or str(exc) or "unknown libvirt error").strip()
     message = f"{prefix}{text}"
 
+    low = text.lower()
     if code in _codes(lv, "VIR_ERR_NO_DOMAIN"):
         return DomainNotFound(message, code)
-    if code in _codes(lv, "VIR_ERR_AGENT_UNRESPONSIVE"):
-        return AgentUnresponsive(message, code)
+    # libvirt reports "no agent in the guest" under the same code as "agent too slow": tell
+    # them apart by the text, since one means "not booted / not installed", the other "hung".
     if code in _codes(lv, "VIR_ERR_AGENT_UNSYNCED") or (
-        code in _codes(lv, "VIR_ERR_ARGUMENT_UNSUPPORTED", "VIR_ERR_OPERATION_INVALID")
-        and "agent" in text.lower()
-        and ("not connected" in text.lower() or "not configured" in text.lower())
+        code in _codes(lv, "VIR_ERR_AGENT_UNRESPONSIVE", "VIR_ERR_ARGUMENT_UNSUPPORTED", "VIR_ERR_OPERATION_INVALID")
+        and "agent" in low
+        and ("not connected" in low or "not configured" in low)
     ):
         return AgentNotConnected(message, code)
+    if code in _codes(lv, "VIR_ERR_AGENT_UNRESPONSIVE"):
+        return AgentUnresponsive(message, code)
     unreachable_codes = _codes(
         lv,
         "VIR_ERR_NO_CONNECT",
@@ -131,6 +134,8 @@ def classify(exc: BaseException, what: str = "") -> VirtError:
         return OperationTimedOut(message, code)
     if code in _codes(lv, "VIR_ERR_NO_SUPPORT", "VIR_ERR_OPERATION_UNSUPPORTED", "VIR_ERR_ARGUMENT_UNSUPPORTED"):
         return OperationUnsupported(message, code)
-    if code in _codes(lv, "VIR_ERR_OPERATION_FAILED") and "already exists" in text:
+    if code in _codes(lv, "VIR_ERR_OPERATION_FAILED") and (
+        "already exists" in text or "already defined with uuid" in text
+    ):
         return DomainConflict(message, code)
     return OperationFailed(message, code)

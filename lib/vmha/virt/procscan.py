@@ -19,6 +19,23 @@ class QemuProcess:
     uuid: str | None
 
 
+def _split_qemu_options(value: str) -> list[str]:
+    """Split a QEMU option string on single commas; ``,,`` is an escaped comma."""
+    parts = [""]
+    i = 0
+    while i < len(value):
+        if value[i] == ",":
+            if value[i + 1 : i + 2] == ",":
+                parts[-1] += ","
+                i += 2
+                continue
+            parts.append("")
+        else:
+            parts[-1] += value[i]
+        i += 1
+    return parts
+
+
 def _parse_cmdline(raw: bytes) -> tuple[str | None, str | None, bool]:
     args = [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
     if not args:
@@ -29,12 +46,8 @@ def _parse_cmdline(raw: bytes) -> tuple[str | None, str | None, bool]:
     for i, arg in enumerate(args[:-1]):
         nxt = args[i + 1]
         if arg == "-name":
-            for part in nxt.split(","):
-                if part.startswith("guest="):
-                    name = part[len("guest=") :]
-                    break
-            else:
-                name = nxt.split(",", 1)[0]
+            parts = _split_qemu_options(nxt)
+            name = next((p[len("guest=") :] for p in parts if p.startswith("guest=")), parts[0])
         elif arg == "-uuid":
             uuid = nxt.lower()
     return name, uuid, is_qemu
@@ -61,10 +74,19 @@ def qemu_processes(proc: str = "/proc") -> list[QemuProcess]:
 
 
 def find_qemu(name: str | None, uuid: str | None, proc: str = "/proc") -> QemuProcess | None:
-    """The QEMU process of the domain with this UUID (preferred) or name, if there is one."""
-    for p in qemu_processes(proc):
-        if uuid and p.uuid == uuid.lower():
-            return p
-        if name and p.name == name:
-            return p
+    """The QEMU process of the domain with this UUID, else of this name, if there is one.
+
+    A process whose UUID is known and differs is never taken for a name match: signalling a
+    same-named QEMU of another domain would be worse than not finding ours.
+    """
+    found = qemu_processes(proc)
+    if uuid:
+        wanted = uuid.lower()
+        for p in found:
+            if p.uuid == wanted:
+                return p
+    if name:
+        for p in found:
+            if p.name == name and (p.uuid is None or uuid is None):
+                return p
     return None
