@@ -62,7 +62,7 @@ pytest: venv install
 test: lint typecheck pytest
 
 bench: venv install
-	$(VPY) bench/monitor.py
+	$(VPY) bench/monitor.py --agent /usr/lib/ocf/resource.d/vmha/VirtualMachine
 
 demo: venv install
 	$(PYTHON) bin/vmha lab demo

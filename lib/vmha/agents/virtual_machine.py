@@ -254,9 +254,7 @@ class VirtualMachine:
         if isinstance(retry_at, (int, float)) and time.monotonic() < retry_at:
             return  # the CIB did not answer lately; do not pay for crm_resource every monitor
         changed = False
-        from vmha.ocf.cluster import ClusterTools
-
-        tools = ClusterTools(self.runner)
+        tools = None  # loaded only when something is to be written: the usual monitor writes nothing
         for key, value in wanted.items():
             if self.p.flag(f"autoset_utilization_{key}"):
                 if known.get(key) == value:
@@ -268,6 +266,10 @@ class VirtualMachine:
                 action, arg = "delete", ""
             else:
                 continue
+            if tools is None:
+                from vmha.ocf.cluster import ClusterTools
+
+                tools = ClusterTools(self.runner)
             try:
                 timeout = min(10.0, self.deadline.remaining())
                 if action == "set":
