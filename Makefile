@@ -38,7 +38,7 @@ $(VENV)/.done: requirements-dev.txt
 venv: deps $(VENV)/.done
 
 lint: venv
-	$(VENV)/bin/ruff check $(wildcard lib agents bin tests bench)
+	$(VENV)/bin/ruff check $(wildcard lib agents bin tests bench packaging/tools)
 
 typecheck: venv
 	$(VENV)/bin/mypy lib
@@ -59,7 +59,7 @@ uninstall:
 pytest: venv install
 	$(VPY) -m pytest tests
 
-test: lint typecheck pytest
+test: lint typecheck lint-packages pytest
 
 bench: venv install
 	$(VPY) bench/monitor.py --agent /usr/lib/ocf/resource.d/vmha/VirtualMachine
@@ -67,6 +67,9 @@ bench: venv install
 demo: venv install
 	$(PYTHON) bin/vmha lab demo
 
-clean:
+clean: packages-clean
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -prune -exec rm -rf {} +
+
+# deb, rpm, lint-packages, packages-deps, packages-clean (last: its targets must not be the default)
+include packaging/packaging.mk
