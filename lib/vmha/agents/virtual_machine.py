@@ -40,7 +40,7 @@ from vmha.ocf.runner import CommandError, CommandRunner
 from vmha.ocf.spec import Action, AgentSpec
 from vmha.probes.vm_state import judge_state, judge_without_libvirt
 from vmha.virt.connection import Connection
-from vmha.virt.domain import SHUTDOWN_MODES, Domain, DomainState
+from vmha.virt.domain import SHUTDOWN_MODES, Domain, DomainState, PausedReason
 from vmha.virt.errors import (
     DomainConflict,
     DomainNotFound,
@@ -82,8 +82,8 @@ class VirtualMachine:
         self.uri = self.p.text("hypervisor")
         self.config_path = self.p.text("config")
         self.runner = runner or CommandRunner(ctx.env)
-        # Handlers must be done by this; the dispatcher's watchdog fires right after it.
-        self.deadline = ctx.deadline().earlier(watchdog_margin(ctx.timeout_s))
+        # Handlers must be done by this; the dispatcher's watchdog fires half a second after it.
+        self.deadline = ctx.deadline().earlier(watchdog_margin(ctx.timeout_s) + 0.5)
         self._state_path = statefile.state_path(ctx.rsc_tmp, AGENT, ctx.instance)
         self._state: dict[str, Any] | None = None
 
@@ -340,13 +340,13 @@ class VirtualMachine:
         by_name = conn.find(name=ident.name)
         if by_uuid is not None and by_uuid.name != ident.name:
             raise InvalidArgs(
-                f"libvirt on this host has UUID {ident.uuid} as domain {by_uuid.name!r}, but "
-                f"config {self.config_path} names it {ident.name!r}; undefine or rename one"
+                f"UUID clash: libvirt here has {ident.uuid} as domain {by_uuid.name!r}, config names it "
+                f"{ident.name!r} ({self.config_path}); undefine or rename one"
             )
         if by_name is not None and ident.uuid and by_name.uuid() != ident.uuid:
             raise InvalidArgs(
-                f"libvirt on this host has a domain {ident.name!r} with UUID {by_name.uuid()}, "
-                f"but config {self.config_path} gives UUID {ident.uuid}; undefine or rename one"
+                f"name clash: libvirt here has domain {ident.name!r} with UUID {by_name.uuid()}, config gives "
+                f"{ident.uuid} ({self.config_path}); undefine or rename one"
             )
         return by_uuid or by_name
 
@@ -389,6 +389,10 @@ class VirtualMachine:
         while True:
             status = dom.status()
             if status.state in (DomainState.RUNNING, DomainState.BLOCKED):
+                return
+            if status.state is DomainState.PAUSED and status.reason == PausedReason.USER:
+                # Nothing will unpause it; the monitor calls it running, so does start.
+                self.log.warning(f"{what}: domain {dom.name} is paused by a user; leaving it paused")
                 return
             result = judge_state(dom.name, status, self.p.text("on_io_error"))
             if not status.active or (result.rc not in (0, 190)):
@@ -433,17 +437,17 @@ class VirtualMachine:
         except CommandError as exc:
             self.log.warning(f"peer check skipped: cannot list cluster nodes ({exc})")
             return
+        limit = self.deadline.within(budget)  # for the whole check, however many peers
         for node in nodes:
             if node == local:
                 continue
             uri = template.replace("%n", node)
             try:
-                with Connection.open(uri, self.deadline.within(budget), readonly=True) as peer:
+                with Connection.open(uri, limit, readonly=True) as peer:
                     found = peer.find(uuid=ident.uuid, name=ident.name)
                     if found is not None and found.status().active:
                         raise GenericError(
-                            f"domain {ident.describe()} is already running on {node} ({uri}); "
-                            "refusing to start a second copy"
+                            f"refusing to start a second copy: domain {ident.name} already runs on {node} ({uri})"
                         )
             except HypervisorUnreachable as exc:
                 self.log.warning(
@@ -468,10 +472,10 @@ class VirtualMachine:
             self.log.info("no readable config and nothing started here: nothing to stop")
             return
         # Keep time to stop QEMU by its PID should libvirtd not answer.
-        connect_by = self.deadline.earlier(max(2.0, self.ctx.timeout_s * 0.25))
+        # Every libvirt call of the stop keeps that reserve, and libvirt always gets half the time.
+        connect_by = self.deadline.earlier(min(max(2.0, self.ctx.timeout_s * 0.25), self.ctx.timeout_s * 0.5))
         try:
             with self.connect(connect_by, keepalive=True) as conn:
-                conn.deadline = self.deadline
                 for ident in idents:
                     self._stop_domain(conn, ident)
         except HypervisorUnreachable as exc:
@@ -511,7 +515,7 @@ class VirtualMachine:
                 modes |= SHUTDOWN_MODES[mode.strip()]
         # Keep time to force it off afterwards: libvirt's destroy waits up to ~15 s for QEMU.
         reserve = max(5.0, min(20.0, self.ctx.timeout_s * 0.2))
-        limit = self.deadline.earlier(reserve)
+        limit = dom.conn.deadline.earlier(reserve)
         if self.p.integer("shutdown_timeout"):
             limit = limit.within(float(self.p.integer("shutdown_timeout")))
         sent = -SHUTDOWN_RESEND_S
@@ -534,19 +538,22 @@ class VirtualMachine:
         self.log.warning(f"domain {dom.name} did not shut down within {time.monotonic() - t0:.0f}s; forcing it off")
 
     def _force_off(self, dom: Domain) -> None:
+        by = dom.conn.deadline  # libvirt's share of the stop; the rest is for killing QEMU by PID
         last = ""
         while True:
             try:
                 if not dom.status().active:
                     return
-                dom.destroy(deadline=self.deadline)
+                dom.destroy(deadline=by)
+                if not dom.status().active:
+                    return  # destroy is synchronous: see it now rather than after a sleep
             except (OperationInvalid, DomainNotFound):
                 return  # went off between our two calls
             except HypervisorUnreachable:
                 raise
             except VirtError as exc:
                 last = exc.message  # e.g. QEMU stuck in D state: "Device or resource busy"
-            if self.deadline.remaining() < 1.0:
+            if by.remaining() < 1.0:
                 raise GenericError(f"domain {dom.name} could not be stopped: {last or 'still running'}")
             time.sleep(1.0)
 
@@ -561,7 +568,7 @@ class VirtualMachine:
             self.log.info(f"libvirt unreachable ({why}); no QEMU process of {ident.name} here")
             return
         self.log.warning(f"libvirt unreachable ({why}); stopping QEMU PID {proc.pid} of {ident.name} directly")
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        for sig, most in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
             again = find_qemu(ident.name, ident.uuid)
             if again is None or again.pid != proc.pid:
                 return
@@ -569,11 +576,15 @@ class VirtualMachine:
                 os.kill(proc.pid, sig)
             except ProcessLookupError:
                 return
+            # SIGTERM may take at most half of what is left: SIGKILL must get its turn.
+            wait = min(most, self.deadline.remaining() / 2) if sig == signal.SIGTERM else most
             limit = self.deadline.within(wait)
             while not limit.expired:
                 if find_qemu(ident.name, ident.uuid) is None:
                     return
                 time.sleep(POLL_S)
+        if find_qemu(ident.name, ident.uuid) is None:
+            return
         raise GenericError(f"QEMU PID {proc.pid} of domain {ident.name} does not die (libvirt unreachable: {why})")
 
     def _snapshot_file(self, name: str) -> str:
@@ -691,6 +702,7 @@ class VirtualMachine:
                 self._follow_migration(dom, plan, pending, limit, t0)
             finally:
                 if dconn is not None:
+                    dconn.deadline = self.deadline  # limit has passed if the migration was aborted
                     dconn.close()
         self.log.info(f"domain {ident.name} migrated to {target} in {time.monotonic() - t0:.1f}s")
         self._forget_started()
@@ -725,11 +737,20 @@ class VirtualMachine:
             dom.abort_job(deadline=self.deadline)
         except VirtError as exc:
             self.log.error(f"abort of the migration job failed: {exc.message}")
-        pending.wait(self.deadline.remaining())
+        if pending.wait(self.deadline.remaining()):
+            try:
+                pending.result()
+            except VirtError:
+                pass
+            else:
+                # Too far along to be cancelled: it completed, and that is a success.
+                self.log.warning(f"migration of {dom.name} to {target} completed despite the abort")
+                return
         if pending.wait(0) and self._still_here(dom):
+            # Verdict first: Pacemaker keeps only the first 128 bytes of an exit reason.
             raise GenericError(
-                f"migration of {dom.name} to {target} did not finish within the migrate_to timeout "
-                f"({self.ctx.timeout_s:g}s); aborted, the VM keeps running on this host"
+                f"aborted migration of {dom.name} to {target}, the VM keeps running on this host: "
+                f"not done within the {self.ctx.timeout_s:g}s migrate_to timeout"
             )
         raise GenericError(
             f"migration of {dom.name} to {target} did not finish within the timeout and could not be confirmed aborted"

@@ -120,12 +120,9 @@ class Connection:
         Raises DomainNotFound.
         """
         if uuid:
-            try:
-                raw = self.call(self.raw.lookupByUUIDString, uuid, what=f"look up domain {uuid}")
-                return Domain(raw, self)
-            except DomainNotFound:
-                if not name:
-                    raise
+            # Names are unique per host: a domain with our name and another UUID is not ours.
+            raw = self.call(self.raw.lookupByUUIDString, uuid, what=f"look up domain {uuid}")
+            return Domain(raw, self)
         if not name:
             raise DomainNotFound("no domain name or UUID to look up")
         raw = self.call(self.raw.lookupByName, name, what=f"look up domain {name}")
