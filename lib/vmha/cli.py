@@ -12,7 +12,7 @@ commands:
   lab up|status|down|demo   a real Pacemaker + libvirt cluster of namespace hosts on this machine
   version                   print the version
 
-Agents: ocf:vmha:VirtualMachine (see 'pcs resource describe ocf:vmha:VirtualMachine').
+Agents: ocf:vmha:VirtualMachine, ocf:vmha:GuestService (see 'pcs resource describe ocf:vmha:<agent>').
 """
 
 

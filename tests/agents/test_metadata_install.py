@@ -11,7 +11,7 @@ from lxml import etree
 
 from tests.support.agent import AGENT_DIR, ROOT, ocf_env, run_agent
 
-AGENTS = ["VirtualMachine"]
+AGENTS = ["VirtualMachine", "GuestService"]
 PCS_RNG = "/usr/share/pcs/data/ocf-1.1.rng"
 GOLDEN = os.path.join(ROOT, "tests", "data", "metadata")
 INSTALLED = "/usr/lib/ocf/resource.d/vmha"
@@ -76,3 +76,13 @@ def test_installed_agent_runs_from_its_package_location(tmp_path):
     with open(os.path.join(GOLDEN, "VirtualMachine.xml")) as fh:
         assert done.stdout == fh.read(), "installed agent differs from the tree: run make install"
     assert AGENT_DIR not in done.stderr
+
+
+@needs_install
+def test_installed_guest_service_described_by_pcs():
+    done = subprocess.run(
+        ["pcs", "resource", "describe", "ocf:vmha:GuestService"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    for name in ("domain (required)", "service", "manager", "tcp_check", "http_check", "reload-agent"):
+        assert name in done.stdout, name

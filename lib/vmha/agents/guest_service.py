@@ -1,0 +1,465 @@
+"""ocf:vmha:GuestService: one service inside a libvirt guest, managed through the QEMU guest
+agent (no cluster software in the guest), plus optional client-path checks from the host.
+
+Group or colocate it with the VirtualMachine resource of its domain and order it after it::
+
+    pcs resource group add web vm-web nginx-web
+
+Layers, lowest first; the monitor reports the lowest one that fails, named first in the
+exit reason (pacemaker-execd keeps 128 bytes of it)::
+
+    hypervisor   "hypervisor unreachable: ..."      libvirtd does not answer
+    VM           "VM down: ..."                     the domain does not run here (7)
+    guest agent  "guest agent unreachable: ..."     not connected / not answering
+    service      "service down: ..." (7), "service failed: ..." (1)
+    client path  "port closed: ...", "HTTP 500: ..."
+
+A dead service is restarted inside the guest by Pacemaker's normal recovery (stop, start of
+this resource); the VM is not touched.  Probes are lenient: a probe that cannot see the
+service (no domain here, no agent, no hypervisor) answers "not running", because a failed
+probe leads to a stop, and a stop that cannot reach the service fails and fences the host.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from vmha import __version__
+from vmha.agents.gs_params import PARAMS
+from vmha.ocf.codes import GenericError, NotConfigured, NotRunning
+from vmha.ocf.context import OcfContext
+from vmha.ocf.dispatch import watchdog_margin
+from vmha.ocf.log import Log
+from vmha.ocf.spec import Action, AgentSpec
+from vmha.probes.service_status import (
+    CommandError,
+    Commands,
+    ServiceState,
+    StatusVerdict,
+    commands_for,
+    judge_status,
+)
+from vmha.virt.errors import (
+    AgentNotConnected,
+    AgentUnresponsive,
+    DomainNotFound,
+    HypervisorUnreachable,
+    OperationInvalid,
+    OperationUnsupported,
+    VirtError,
+)
+
+# libvirt's answer to an agent command when the domain stopped (or vanished) since we looked.
+GONE = (OperationInvalid, DomainNotFound)
+
+if TYPE_CHECKING:
+    from vmha.deadline import Deadline
+    from vmha.virt.agent import ExecResult, GuestAgent
+    from vmha.virt.connection import Connection
+    from vmha.virt.domain import Domain
+
+AGENT = "GuestService"
+POLL_S = 1.0
+FINISH_S = 0.3
+# Time one more look into the guest needs (a guest agent call needs 1.5 s at least): a retry
+# loop stops before it, so its reason is the last real answer, not "no time left".
+ATTEMPT_S = 2.0
+
+
+class VmDown(Exception):
+    """The domain is not running on this host (or does not exist here)."""
+
+
+class ManagerMissing(GenericError):
+    """None of the service manager's programs exists in the guest (not installed there)."""
+
+
+class GuestService:
+    """One invocation of the agent: the context and the actions."""
+
+    def __init__(self, ctx: OcfContext, log: Log) -> None:
+        self.ctx = ctx
+        self.log = log
+        self.p = ctx.params
+        self.uri = self.p.text("hypervisor")
+        self.domain = self.p.text("domain")
+        self.manager = self.p.text("manager")
+        self.agent_timeout = float(self.p.integer("agent_timeout"))
+        # Blocking steps must give up by this: the dispatcher's watchdog fires FINISH_S later,
+        # and its generic reason would hide which layer did not answer.
+        self.deadline = ctx.deadline().earlier(watchdog_margin(ctx.timeout_s) + FINISH_S)
+        self._start_ran = False
+
+    @property
+    def label(self) -> str:
+        """The service as an operator names it in a reason."""
+        service = self.p.text("service")
+        if service:
+            return service
+        words = self.p.text("status_command").split()
+        return words[0].rsplit("/", 1)[-1] if words else "service"
+
+    # -- validation ------------------------------------------------------------------------
+
+    def commands(self) -> Commands:
+        """The argument lists for this manager. Raises NotConfigured."""
+        p = self.p
+        if self.manager == "commands":
+            missing = [n for n in ("start_command", "stop_command", "status_command") if not p.text(n)]
+            if missing:
+                raise NotConfigured(f"manager=commands needs {', '.join(missing)}")
+        else:
+            if not p.text("service"):
+                raise NotConfigured(f"parameter service is required with manager={self.manager}")
+            given = [n for n in ("start_command", "stop_command", "status_command") if p.text(n)]
+            if given:
+                raise NotConfigured(f"{', '.join(given)} only apply to manager=commands (manager is {self.manager})")
+        try:
+            return commands_for(
+                self.manager,
+                p.text("service"),
+                p.text("start_command"),
+                p.text("stop_command"),
+                p.text("status_command"),
+            )
+        except CommandError as exc:
+            raise NotConfigured(str(exc)) from None
+
+    def validate(self) -> None:
+        """Parameters only: the domain may run on another host. Raises NotConfigured."""
+        self.commands()
+        if self.p.text("http_check") == "" and self.p.is_set("http_status"):
+            self.log.warning("http_status is set but http_check is empty: no HTTP check runs")
+
+    def validate_all(self) -> None:
+        self.validate()
+
+    def reload_agent(self) -> None:
+        # Every reloadable parameter is read afresh by each monitor.
+        self.validate()
+
+    # -- libvirt and the guest agent --------------------------------------------------------
+
+    def connect(self, deadline: Deadline) -> Connection:
+        from vmha.virt.connection import Connection
+
+        return Connection.open(self.uri, deadline)
+
+    def running_domain(self, conn: Connection) -> Domain:
+        """The domain, running. Raises VmDown."""
+        from vmha.virt.agent import looks_like_uuid
+
+        if looks_like_uuid(self.domain):
+            dom = conn.find(uuid=self.domain)
+        else:
+            dom = conn.find(name=self.domain)
+        if dom is None:
+            raise VmDown(f"VM down: domain {self.domain} is not defined or not running on this host")
+        status = dom.status()
+        if not status.active:
+            raise VmDown(f"VM down: domain {self.domain} is {status.describe()} on this host")
+        return dom
+
+    def guest_agent(self, dom: Domain) -> GuestAgent:
+        from vmha.virt.agent import GuestAgent
+
+        return GuestAgent(dom, call_timeout=self.agent_timeout)
+
+    def run(self, agent: GuestAgent, candidates: tuple[tuple[str, ...], ...], deadline: Deadline) -> ExecResult:
+        """The first candidate whose program exists in the guest, run until ``deadline``.
+
+        Raises GenericError when none exists; agent errors as GuestAgent.run.
+        """
+        from vmha.virt.agent import GuestProgramMissing
+
+        tried = []
+        for argv in candidates:
+            try:
+                return agent.run(argv, deadline)
+            except GuestProgramMissing:
+                tried.append(argv[0])
+        raise ManagerMissing(
+            f"service manager missing: {' or '.join(tried)} not found in guest {self.domain} (manager={self.manager})"
+        )
+
+    def status(self, agent: GuestAgent, deadline: Deadline) -> StatusVerdict:
+        """The service's state in the guest. Raises ManagerMissing, GenericError, agent errors."""
+        from vmha.virt.agent import GuestExecTimedOut
+
+        try:
+            result = self.run(agent, self.commands().status, deadline)
+        except GuestExecTimedOut as exc:
+            raise GenericError(f"service status unknown: {exc.message}") from None
+        verdict = judge_status(self.manager, result.exit_code, result.stdout)
+        if verdict.state is ServiceState.UNKNOWN and result.last_line():
+            return StatusVerdict(verdict.state, f"{verdict.detail}: {result.last_line()[:80]}")
+        return verdict
+
+    def agent_problem(self, exc: VirtError) -> str:
+        """The exit reason for an agent that cannot be used, naming the VM layer."""
+        if isinstance(exc, AgentNotConnected):
+            return f"guest agent unreachable: VM {self.domain} has no agent connected (guest down or booting?)"
+        if isinstance(exc, AgentUnresponsive):
+            return f"guest agent unreachable: VM {self.domain} agent not answering (guest hung?): {exc.message}"
+        if isinstance(exc, OperationUnsupported):
+            return f"guest agent unusable: {exc.message}"
+        return f"guest agent error: VM {self.domain}: {exc.message}"
+
+    # -- client path -----------------------------------------------------------------------
+
+    def client_problem(self) -> str:
+        """The reason the first failing client-path check gives, or ''."""
+        from vmha.probes import client_checks
+
+        tcp = self.p.text("tcp_check")
+        http = self.p.text("http_check")
+        if not tcp and not http:
+            return ""
+        from vmha.agents import client_path
+
+        if tcp:
+            target = client_checks.parse_tcp(tcp)
+            timeout = min(float(self.p.integer("tcp_timeout")), self.deadline.remaining())
+            outcome, detail = client_path.tcp_connect(target, timeout)
+            result = client_checks.judge_tcp(target, outcome, timeout, detail)
+            if not result.ok:
+                return result.reason
+        if http:
+            htarget = client_checks.parse_http(http)
+            timeout = min(float(self.p.integer("http_timeout")), self.deadline.remaining())
+            answer = client_path.http_get(htarget, timeout)
+            result = client_checks.judge_http(htarget, answer, self.p.integer("http_status"), timeout)
+            if not result.ok:
+                return result.reason
+        return ""
+
+    # -- monitor ---------------------------------------------------------------------------
+
+    def observe(self) -> StatusVerdict:
+        """The service's state in the guest, one try. Raises VmDown, VirtError, GenericError."""
+        reserve = self._client_reserve()
+        with self.connect(self.deadline.earlier(reserve)) as conn:
+            dom = self.running_domain(conn)
+            agent = self.guest_agent(dom)
+            return self.status(agent, self.deadline.earlier(reserve).within(self.agent_timeout))
+
+    def _client_reserve(self) -> float:
+        """Time kept for the client-path checks after the guest has been asked."""
+        reserve = 0.0
+        if self.p.text("tcp_check"):
+            reserve += float(self.p.integer("tcp_timeout"))
+        if self.p.text("http_check"):
+            reserve += float(self.p.integer("http_timeout"))
+        return min(reserve, self.ctx.timeout_s * 0.4)
+
+    def monitor(self) -> None:
+        try:
+            verdict = self.observe()
+        except VmDown as exc:
+            raise NotRunning(str(exc)) from None
+        except GONE as exc:
+            raise NotRunning(f"VM down: domain {self.domain}: {exc.message}") from None
+        except HypervisorUnreachable as exc:
+            self._unknown(f"hypervisor unreachable: {self.uri}: {exc.message}")
+        except VirtError as exc:
+            self._unknown(self.agent_problem(exc))
+        except GenericError as exc:  # the manager is missing, or its status program hangs
+            self._unknown(exc.reason)
+        if verdict.state is ServiceState.STOPPED:
+            raise NotRunning(f"service down: {self.label} in VM {self.domain} is {verdict.detail}")
+        if verdict.state is not ServiceState.RUNNING:
+            raise GenericError(f"service failed: {self.label} in VM {self.domain} is {verdict.detail}")
+        problem = self.client_problem()
+        if problem:
+            raise GenericError(problem)
+
+    def _unknown(self, reason: str) -> NoReturn:
+        """The service cannot be seen: a failure for a recurring monitor, "not running" for a probe.
+
+        A probe is lenient because "failed" would make Pacemaker stop the resource here, and a
+        stop that cannot reach the service either fails (and fences the host) or cannot help.
+        """
+        if self.ctx.is_probe:
+            self.log.warning(f"{reason}; the probe answers not running")
+            raise NotRunning(reason)
+        raise GenericError(reason)
+
+    # -- start -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.validate()
+        commands = self.commands()
+        last = "not tried"
+        self._start_ran = False
+        while True:
+            try:
+                done, last = self._start_step(commands)
+                if done:
+                    self.log.info(f"{self.label} running in VM {self.domain}")
+                    return
+            except VmDown as exc:
+                last = str(exc)  # the VM resource may still be starting it
+            except GONE as exc:
+                last = f"VM down: domain {self.domain}: {exc.message}"
+            except (AgentNotConnected, AgentUnresponsive) as exc:
+                last = self.agent_problem(exc)  # the guest is still booting
+            except HypervisorUnreachable as exc:
+                last = f"hypervisor unreachable: {exc.message}"
+            except VirtError as exc:
+                raise GenericError(f"start: {self.agent_problem(exc)}") from None
+            if self.deadline.remaining() < POLL_S + ATTEMPT_S:
+                raise GenericError(f"start: {last} (until the timeout)")
+            self.log.info(f"start: waiting: {last}")
+            time.sleep(POLL_S)
+
+    def _start_step(self, commands: Commands) -> tuple[bool, str]:
+        """One attempt: (done, why not). The start command runs once per start action."""
+        from vmha.virt.agent import GuestExecTimedOut
+
+        with self.connect(self.deadline) as conn:
+            dom = self.running_domain(conn)
+            agent = self.guest_agent(dom)
+            verdict = self.status(agent, self.deadline.within(self.agent_timeout))
+            if verdict.state is not ServiceState.RUNNING and not self._start_ran:
+                self.log.info(f"starting {self.label} in VM {self.domain} ({verdict.detail})")
+                try:
+                    result = self.run(agent, commands.start, self.deadline)
+                except GuestExecTimedOut as exc:
+                    raise GenericError(f"start: {exc.message}") from None
+                if result.exit_code != 0:
+                    tail = f": {result.last_line()[:80]}" if result.last_line() else ""
+                    raise GenericError(f"start: start command failed in VM {self.domain} ({result.describe()}){tail}")
+                self._start_ran = True
+                verdict = self.status(agent, self.deadline.within(self.agent_timeout))
+        if self._start_ran and verdict.state is ServiceState.DEAD:
+            # It started and died: waiting for the timeout would not change that.
+            raise GenericError(f"start: service {self.label} in VM {self.domain} is {verdict.detail} after starting")
+        if verdict.state is not ServiceState.RUNNING:
+            return False, f"service {self.label} in VM {self.domain} is {verdict.detail}"
+        problem = self.client_problem()
+        if problem:
+            return False, problem
+        return True, ""
+
+    # -- stop ------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        from vmha.virt.agent import GuestExecTimedOut
+
+        try:
+            commands = self.commands()
+        except NotConfigured as exc:
+            # start refuses such parameters, so they cannot have started anything; failing
+            # the stop would fence the host for a typo.
+            self.log.error(f"{exc.reason}: nothing to stop with these parameters")
+            return
+        ran: ExecResult | None = None
+        last = "not tried"
+        unreachable = False  # the last look could not reach the guest at all
+        while True:
+            unreachable = False
+            try:
+                with self.connect(self.deadline) as conn:
+                    dom = self.running_domain(conn)
+                    agent = self.guest_agent(dom)
+                    verdict = self.status(agent, self.deadline.within(self.agent_timeout))
+                    if verdict.stopped:
+                        self.log.info(f"{self.label} in VM {self.domain} is {verdict.detail}")
+                        return
+                    if ran is None:
+                        self.log.info(f"stopping {self.label} in VM {self.domain} ({verdict.detail})")
+                        ran = self.run(agent, commands.stop, self.deadline)
+                        if ran.exit_code != 0:
+                            self.log.warning(f"stop command: {ran.describe()}: {ran.last_line()[:120]}")
+                        continue  # look again at once
+                    last = f"{self.label} still {verdict.detail} in VM {self.domain}"
+                    if ran.exit_code != 0:
+                        last += f" (stop command {ran.describe()}: {ran.last_line()[:60]})"
+            except VmDown as exc:
+                self.log.info(f"{exc}: the service cannot run without its VM")
+                return
+            except GONE as exc:
+                self.log.info(f"domain {self.domain} went away ({exc.message}): the service cannot run without its VM")
+                return
+            except AgentNotConnected as exc:
+                self.log.warning(f"{self.agent_problem(exc)}: the service cannot run without its guest")
+                return
+            except OperationUnsupported as exc:
+                # guest-exec disabled in the guest, or a hypervisor without guest agents: this
+                # resource could never have started the service, and failing the stop would
+                # only fence the host.
+                self.log.warning(f"{self.agent_problem(exc)}: nothing this resource can have started")
+                return
+            except ManagerMissing as exc:
+                self.log.info(f"{exc.reason}: the service is not installed there, so it is not running")
+                return
+            except GuestExecTimedOut as exc:
+                last, unreachable = exc.message, True
+            except AgentUnresponsive as exc:
+                last, unreachable = self.agent_problem(exc), True
+            except HypervisorUnreachable as exc:
+                last, unreachable = f"hypervisor unreachable: {exc.message}", True
+            except VirtError as exc:
+                raise GenericError(f"stop: {self.agent_problem(exc)}") from None
+            # A hung agent or hypervisor may come back; the service may take its time to stop.
+            if self.deadline.remaining() < POLL_S + ATTEMPT_S:
+                if unreachable:
+                    # The service lives inside its VM and cannot run anywhere else, so there is
+                    # no second copy to fear: failing here would fence the whole host (every
+                    # VM on it) for one guest's hung agent. The VM's own resource decides.
+                    self.log.warning(f"stop: cannot confirm, {last}; leaving the service to its VM's resource")
+                    return
+                raise GenericError(f"stop: {last}")
+            self.log.info(f"stop: waiting: {last}")
+            time.sleep(POLL_S)
+
+
+def _handler(method: str) -> Any:
+    def run(ctx: OcfContext, log: Log) -> None:
+        try:
+            getattr(GuestService(ctx, log), method)()
+        except VirtError as exc:
+            raise GenericError(exc.message) from exc
+
+    run.__name__ = method
+    return run
+
+
+LONGDESC = (
+    "Manages one service inside a libvirt guest through the QEMU guest agent: no cluster "
+    "software in the guest. The service is started, stopped and checked with its manager "
+    "(systemd, sysv init script, OpenRC, or explicit commands), each run in the guest with "
+    "guest-exec as an argument list, never through a shell. Optional client-path checks from "
+    "the host (a TCP connect, an HTTP GET) make the monitor fail when clients cannot reach "
+    "the service. The exit reason names the layer that failed: hypervisor, VM, guest agent, "
+    "service, port or HTTP. Group or colocate it with the VirtualMachine resource of its "
+    "domain and order it after it; a failed service is restarted in the guest without "
+    "touching the VM. The guest needs qemu-guest-agent with guest-exec and guest-exec-status "
+    "allowed (RHEL disables guest-exec by default)."
+)
+
+SPEC = AgentSpec(
+    name=AGENT,
+    version=__version__,
+    shortdesc="Manages a service inside a libvirt guest",
+    longdesc=LONGDESC,
+    params=PARAMS,
+    actions=(
+        Action("start", 60, _handler("start")),
+        Action("stop", 60, _handler("stop")),
+        Action("monitor", 30, _handler("monitor"), interval_s=20, depth=0),
+        Action("status", 30, _handler("monitor"), advertise=False),
+        Action("validate-all", 10, _handler("validate_all")),
+        Action("reload-agent", 10, _handler("reload_agent")),
+    ),
+)
+
+
+def main(argv: list[str], env: dict[str, str]) -> int:
+    from vmha.ocf.dispatch import run
+
+    return run(SPEC, argv, env)
+
+
+__all__ = ["SPEC", "main", "GuestService"]

@@ -1,0 +1,181 @@
+"""The client-path checks' I/O (vmha.agents.client_path) against real listeners on 127.0.0.1:
+an open port, a closed one, a server that never answers, HTTP servers answering 200, 500 and
+a redirect, and one that trickles its headers (the whole check must still end in time)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from vmha.agents import client_path
+from vmha.probes import client_checks as cc
+
+
+@pytest.fixture
+def closed_port():
+    """A port on 127.0.0.1 with nothing listening (bound then closed)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts connections (backlog) and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+class Handler(BaseHTTPRequestHandler):
+    seen: list[dict[str, str]] = []
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        Handler.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+        if self.path.startswith("/status/"):
+            code = int(self.path.rsplit("/", 1)[1])
+        else:
+            code = 200
+        self.send_response(code)
+        if code == 302:
+            self.send_header("Location", "/elsewhere")
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    Handler.seen.clear()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def trickling_server():
+    """Answers one byte of its status line every 0.3 s: no single read times out."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    stop = threading.Event()
+
+    def serve():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                continue
+            for ch in b"HTTP/1.1 200 OK\r\n":
+                if stop.wait(0.3):
+                    break
+                try:
+                    conn.send(bytes([ch]))
+                except OSError:
+                    break
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield sock.getsockname()[1]
+    stop.set()
+    thread.join(2)
+    sock.close()
+
+
+def test_tcp_open(http_server):
+    assert client_path.tcp_connect(cc.TcpTarget("127.0.0.1", http_server), 2.0) == (cc.TcpOutcome.CONNECTED, "")
+
+
+def test_tcp_closed(closed_port):
+    target = cc.TcpTarget("127.0.0.1", closed_port)
+    outcome, detail = client_path.tcp_connect(target, 2.0)
+    assert outcome is cc.TcpOutcome.REFUSED
+    assert cc.judge_tcp(target, outcome, 2.0, detail).reason.startswith("port closed: 127.0.0.1:")
+
+
+def test_tcp_name_error():
+    outcome, _ = client_path.tcp_connect(cc.TcpTarget("no-such-host.invalid", 80), 2.0)
+    assert outcome in (cc.TcpOutcome.NAME_ERROR, cc.TcpOutcome.TIMEOUT)
+
+
+def test_http_200_and_what_is_sent(http_server):
+    target = cc.parse_http(f"http://127.0.0.1:{http_server}/health?x=1")
+    assert client_path.http_get(target, 2.0) == cc.HttpOutcome(200)
+    (req,) = Handler.seen
+    assert req["path"] == "/health?x=1"
+    assert req["host"] == f"127.0.0.1:{http_server}"
+    assert req["user-agent"] == client_path.USER_AGENT
+
+
+def test_http_500(http_server):
+    target = cc.parse_http(f"http://127.0.0.1:{http_server}/status/500")
+    outcome = client_path.http_get(target, 2.0)
+    assert outcome.status == 500
+    assert cc.judge_http(target, outcome, 200, 2.0).reason.startswith("HTTP 500: ")
+
+
+def test_http_redirect_is_not_followed(http_server):
+    target = cc.parse_http(f"http://127.0.0.1:{http_server}/status/302")
+    outcome = client_path.http_get(target, 2.0)
+    assert (outcome.status, outcome.location) == (302, "/elsewhere")
+    assert len(Handler.seen) == 1
+
+
+def test_http_ignores_proxy_variables(http_server, monkeypatch):
+    monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    target = cc.parse_http(f"http://127.0.0.1:{http_server}/")
+    assert client_path.http_get(target, 2.0).status == 200
+
+
+def test_http_refused(closed_port):
+    outcome = client_path.http_get(cc.parse_http(f"http://127.0.0.1:{closed_port}/"), 2.0)
+    assert (outcome.status, outcome.error) == (None, "connection refused")
+
+
+def test_http_silent_server_times_out(silent_server):
+    t0 = time.monotonic()
+    outcome = client_path.http_get(cc.parse_http(f"http://127.0.0.1:{silent_server}/"), 0.5)
+    assert outcome.timed_out
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_http_trickling_server_is_cut_at_the_timeout(trickling_server):
+    t0 = time.monotonic()
+    outcome = client_path.http_get(cc.parse_http(f"http://127.0.0.1:{trickling_server}/"), 1.0)
+    assert outcome.timed_out
+    assert time.monotonic() - t0 < 1.5
+
+
+def test_not_http():
+    # A server that answers garbage then closes.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    port = sock.getsockname()[1]
+
+    def serve():
+        conn, _ = sock.accept()
+        conn.recv(1024)
+        conn.sendall(b"SSH-2.0-OpenSSH\r\n")
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    outcome = client_path.http_get(cc.parse_http(f"http://127.0.0.1:{port}/"), 2.0)
+    sock.close()
+    assert outcome.status is None and "not an HTTP answer" in outcome.error
