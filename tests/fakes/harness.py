@@ -41,12 +41,19 @@ PEER_TCP_URI = "qemu+tcp://node2/system"
 NODES = "1 node1 member\n2 node2 member\n"
 
 
-def domain_xml(name: str = "vm1", uuid: str | None = UUID, vcpus: int = 2, memory_mib: int = 1024) -> str:
+def domain_xml(
+    name: str = "vm1", uuid: str | None = UUID, vcpus: int = 2, memory_mib: int = 1024, agent: bool = False
+) -> str:
     uuid_el = f"<uuid>{uuid}</uuid>" if uuid else ""
+    devices = (
+        "<devices><channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices>"
+        if agent
+        else "<devices/>"
+    )
     return (
         f"<domain type='kvm'><name>{name}</name>{uuid_el}"
         f"<memory unit='MiB'>{memory_mib}</memory><vcpu>{vcpus}</vcpu>"
-        "<os><type arch='x86_64'>hvm</type></os><devices/></domain>"
+        f"<os><type arch='x86_64'>hvm</type></os>{devices}</domain>"
     )
 
 

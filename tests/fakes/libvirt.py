@@ -233,6 +233,8 @@ class DomainRecord:
     destroy_error: tuple[int, int, str] = BUSY
     migration_s: float = 0.0
     migration_ignores_abort: bool = False
+    # the domain ID of the current run (tests bump it to stand for a restart)
+    instance: int = 1
     # the running job (a migration), if any
     job: int = VIR_DOMAIN_JOB_NONE
     _abort: threading.Event | None = field(default=None, repr=False)
@@ -605,6 +607,10 @@ class virDomain:  # noqa: N801 - libvirt's own name
 
     def UUIDString(self) -> str:  # noqa: N802
         return self._uuid
+
+    def ID(self) -> int:  # noqa: N802 - cached in the binding as well; a new start gets a new id
+        rec = self.hv.domain(self._name)
+        return rec.instance if rec is not None and rec.active else -1
 
     def state(self, flags: int = 0) -> list[int]:
         rec = self._enter("state", flags)

@@ -25,6 +25,7 @@ from vmha.agents.vm_params import PARAMS
 from vmha.deadline import Deadline
 from vmha.ocf import statefile
 from vmha.ocf.codes import (
+    Degraded,
     GenericError,
     InvalidArgs,
     NotConfigured,
@@ -108,11 +109,14 @@ class VirtualMachine:
         return None
 
     def _remember_started(self, dom: Domain) -> None:
-        self.state["started"] = {"name": dom.name, "uuid": dom.uuid()}
+        # "at" starts the guest's boot grace period (monotonic: system-wide, and HA_RSCTMP is
+        # emptied at boot with it).
+        self.state["started"] = {"name": dom.name, "uuid": dom.uuid(), "at": time.monotonic()}
+        self.state.pop("liveness", None)
         self._save_state()
 
     def _forget_started(self) -> None:
-        had = [self.state.pop(k, None) for k in ("started", "utilization", "utilization_retry_at")]
+        had = [self.state.pop(k, None) for k in ("started", "utilization", "utilization_retry_at", "liveness")]
         if any(v is not None for v in had):
             self._save_state()
 
@@ -141,6 +145,7 @@ class VirtualMachine:
             "uuid": cfg.uuid,
             "vcpus": cfg.vcpus,
             "max_memory_kib": cfg.max_memory_kib,
+            "has_guest_agent": cfg.has_guest_agent,
         }
         return data, cfg
 
@@ -222,6 +227,9 @@ class VirtualMachine:
         if self.p.flag("save_config_on_stop") or self.p.flag("sync_config_on_stop"):
             self.save_config(dom)
         self.run_monitor_scripts(dom)
+        if self.ctx.check_level >= 10 and status.state is DomainState.RUNNING:
+            # A paused guest cannot answer: only a running one is asked.
+            self.check_guest(dom)
         if result.rc == 190:
             raise error_for(result.rc, result.reason)
 
@@ -238,6 +246,74 @@ class VirtualMachine:
         proc = find_qemu(ident.name, ident.uuid)
         result = judge_without_libvirt(ident.name, self.uri, exc.message, proc.pid if proc is not None else None)
         raise error_for(result.rc, result.reason)
+
+    # -- guest liveness (monitor depth 10 and 20) -------------------------------------------
+
+    def check_guest(self, dom: Domain) -> None:
+        """Depth 10: a debounced guest-agent ping; depth 20: also the in-guest check command.
+
+        The debounce state machine (boot grace, N misses, the failure policy) is
+        ``vmha.probes.guest_liveness``; its state lives in our state file.
+        """
+        from vmha.probes.guest_liveness import LivenessPolicy, Ping, judge, ping_outcome
+        from vmha.virt.agent import GuestAgent
+
+        level = 20 if self.ctx.check_level >= 20 else 10
+        cached = self.state.get("config")
+        if isinstance(cached, dict) and cached.get("has_guest_agent") is False:
+            raise Degraded(f"depth-{level} check impossible: domain {dom.name} has no guest agent channel")
+        budget = float(self.p.integer("guest_agent_timeout"))
+        agent = GuestAgent(dom, call_timeout=budget)
+        error: VirtError | None = None
+        try:
+            agent.ping(self.deadline.within(budget))
+        except HypervisorUnreachable:
+            raise  # libvirtd itself: the monitor's /proc fallback answers
+        except VirtError as exc:
+            error = exc
+        ping = ping_outcome(error)
+        if ping is None:
+            raise Degraded(f"depth-{level} check unavailable for {dom.name}: {error.message if error else ''}")
+        started = self.state.get("started")
+        started_at = started.get("at") if isinstance(started, dict) else None
+        previous = self.state.get("liveness")
+        verdict = judge(
+            previous if isinstance(previous, dict) else None,
+            domain=dom.name,
+            instance=f"{dom.uuid()}:{dom.raw.ID()}",
+            started_at=started_at if isinstance(started_at, (int, float)) else None,
+            now=time.monotonic(),
+            ping=ping,
+            policy=LivenessPolicy(
+                float(self.p.integer("guest_boot_grace")),
+                self.p.integer("guest_misses"),
+                self.p.text("on_guest_failure"),
+            ),
+        )
+        if verdict.warning:
+            self.log.warning(verdict.warning)
+        # Rewrite the state file only when the phase or count changes (ALIVE -> ALIVE is the
+        # usual monitor: no write, no tempfile import).
+        keys = ("phase", "instance", "misses")
+        if not isinstance(previous, dict) or any(previous.get(k) != verdict.state.get(k) for k in keys):
+            self.state["liveness"] = verdict.state
+            self._save_state()
+        if verdict.rc != 0:
+            raise error_for(verdict.rc, verdict.reason)
+        command = self.p.text("guest_check_command")
+        if level == 20 and command and ping is Ping.ANSWERED:
+            self._run_guest_check(agent, command, dom.name)
+
+    def _run_guest_check(self, agent: Any, command: str, name: str) -> None:
+        import shlex
+
+        argv = shlex.split(command)
+        try:
+            result = agent.run(argv, self.deadline.within(float(self.p.integer("guest_agent_timeout")) * 2))
+        except VirtError as exc:
+            raise GenericError(f"in-guest check of {name} could not run: {exc.message}") from None
+        if result.exit_code != 0:
+            raise GenericError(f"in-guest check of {name} failed ({result.describe()}): {result.last_line()[:60]}")
 
     # -- utilization -----------------------------------------------------------------------
 
@@ -797,8 +873,13 @@ class VirtualMachine:
             vm_migration.parse_migrate_options(p.text("migrate_options"))
         except vm_migration.MigrationOptionError as exc:
             raise NotConfigured(str(exc)) from None
-        self.read_config()
+        _data, cfg = self.read_config()
         self._save_state()
+        if (self.ctx.check_level >= 10 or p.is_set("guest_check_command")) and not cfg.has_guest_agent:
+            raise NotConfigured(
+                f"domain {cfg.name} has no guest agent channel (org.qemu.guest_agent.0): "
+                "monitors at depth 10/20 cannot check the guest"
+            )
         for script in p.text("monitor_scripts").split():
             if not os.access(script, os.X_OK):
                 raise NotInstalled(f"monitor script {script} is not an executable file on this node")
@@ -861,6 +942,8 @@ SPEC = AgentSpec(
         Action("start", 90, _handler("start")),
         Action("stop", 90, _handler("stop")),
         Action("monitor", 30, _handler("monitor"), interval_s=10, depth=0),
+        Action("monitor", 30, _handler("monitor"), interval_s=30, depth=10),
+        Action("monitor", 60, _handler("monitor"), interval_s=60, depth=20),
         Action("status", 30, _handler("monitor"), advertise=False),
         Action("migrate_to", 120, _handler("migrate_to")),
         Action("migrate_from", 60, _handler("migrate_from")),

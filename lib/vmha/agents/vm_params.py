@@ -60,6 +60,21 @@ def _suffix(value: Value) -> str | None:
     return None if re.fullmatch(r"[A-Za-z0-9.-]+", str(value)) else f"{value!r} is not a host-name suffix"
 
 
+def _guest_command(value: Value) -> str | None:
+    import shlex
+
+    text = str(value)
+    if any(ch in text for ch in ";|&`$<>\n"):
+        return "shell metacharacters are refused (nothing runs through a shell)"
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        return f"cannot split into words: {exc}"
+    if not words or not words[0].startswith("/"):
+        return "the first word must be an absolute program path"
+    return None
+
+
 PARAMS: tuple[Param, ...] = (
     Param(
         "config",
@@ -375,6 +390,58 @@ PARAMS: tuple[Param, ...] = (
         default="fail",
         options=("fail", "degraded"),
         reloadable=True,
+    ),
+    Param(
+        "guest_agent_timeout",
+        INT,
+        "Guest agent deadline (s)",
+        "Seconds one guest-agent check (monitor depth 10 and 20) may take.",
+        default=5,
+        minimum=2,
+        reloadable=True,
+    ),
+    Param(
+        "guest_boot_grace",
+        INT,
+        "Guest boot grace (s)",
+        "Seconds after the VM starts (or its guest reboots) during which a silent guest agent "
+        "is not counted against it: the guest is still booting.",
+        default=300,
+        minimum=0,
+        reloadable=True,
+    ),
+    Param(
+        "guest_misses",
+        INT,
+        "Missed checks before failure",
+        "Consecutive monitors (depth 10/20) without an answer from the guest agent before the "
+        "guest counts as not alive; one missed ping is never a failure.",
+        default=3,
+        minimum=1,
+        reloadable=True,
+    ),
+    Param(
+        "on_guest_failure",
+        SEL,
+        "When the guest is not alive",
+        "What the monitor reports once the guest agent stayed silent guest_misses times: "
+        "'restart' (1: Pacemaker restarts the VM, or moves it), 'degraded' (190: shown, left "
+        "alone) or 'ignore' (0, with a log line).",
+        default="restart",
+        options=("restart", "degraded", "ignore"),
+        reloadable=True,
+    ),
+    Param(
+        "guest_check_command",
+        S,
+        "In-guest check (depth 20)",
+        "A command run inside the guest through the guest agent by the depth-20 monitor, e.g. "
+        "'/usr/bin/pg_isready -q' or '/bin/findmnt /srv'. Split into words like a shell would, "
+        "but never run by one: the first word is an absolute program path. Exit 0 is healthy; "
+        "anything else fails the monitor (1). Empty: depth 20 is the depth-10 ping.",
+        default="",
+        reloadable=True,
+        check=_guest_command,
     ),
     Param(
         "peer_check_uri",

@@ -44,5 +44,5 @@ class AgentSpec(NamedTuple):
         return None
 
     def usage(self) -> str:
-        names = "|".join(a.name for a in self.actions if a.advertise)
+        names = "|".join(dict.fromkeys(a.name for a in self.actions if a.advertise))
         return f"usage: {self.name} {{{names}|meta-data|usage}}"
