@@ -1,0 +1,247 @@
+"""The double-run checker: records any moment one domain UUID runs on two hosts at once.
+
+How it decides, and why it cannot cry wolf during a live migration:
+
+- One observer thread per host asks that host's libvirtd (through the host's own unix
+  socket, reached from the machine via ``/proc/<init>/root``) for its RUNNING domains,
+  several times a second.  A sample says "running at some instant between the call's start
+  and end".  Two consecutive samples of the same host that both show a UUID running prove
+  it ran throughout [end of the first, start of the second]: a *confirmed interval*.
+- A double run is two hosts' confirmed intervals for one UUID that overlap in time.  During
+  a live migration the source is paused before the destination resumes, so their confirmed
+  intervals never overlap; a split brain (both running for seconds) always does.
+- libvirtd killed or hung (SIGSTOP) on a host is exactly when a double run is most likely,
+  and exactly when libvirt cannot answer: when a host's libvirt sample is older than
+  ``STALE_S`` the checker falls back to the host's QEMU processes in /proc (``-uuid``),
+  counting each one as running.
+
+The checker is an independent observer: it deliberately shares no code with the agent under
+test (``vmha.virt``), so a bug there cannot hide itself here.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmha.lab import proc
+from vmha.lab.config import node_netns
+
+POLL_S = 0.2
+STALE_S = 1.0
+HISTORY_S = 120.0
+
+
+@dataclass(frozen=True)
+class DoubleRun:
+    uuid: str
+    name: str
+    hosts: tuple[str, ...]
+    start: float  # time.time() of the first overlapping instant
+    overlap_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"uuid": self.uuid, "name": self.name, "hosts": list(self.hosts),
+                "at": round(self.start, 3), "overlap_s": round(self.overlap_s, 3)}
+
+
+@dataclass
+class _Track:
+    """Per (host, uuid): the run in progress and the confirmed intervals of earlier runs."""
+    first_end: float | None = None  # end of the first sample of the run in progress
+    current: list[float] | None = None  # its confirmed interval so far
+    intervals: list[list[float]] = field(default_factory=list)
+
+    def all_intervals(self) -> list[list[float]]:
+        return self.intervals + ([self.current] if self.current else [])
+
+
+class Tracker:
+    """Pure bookkeeping of samples -> confirmed intervals -> overlaps (thread-safe)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._tracks: dict[tuple[str, str], _Track] = {}
+        self._names: dict[str, str] = {}
+        self.incidents: list[DoubleRun] = []
+        self._reported: set[tuple[str, tuple[str, ...], int]] = set()
+        self._wall_offset = time.time() - clock()
+        self.samples = 0
+
+    def sample(self, host: str, t_start: float, t_end: float, running: dict[str, str]) -> None:
+        """``running``: uuid -> name of the domains seen running on ``host`` in one poll."""
+        with self._lock:
+            self.samples += 1
+            self._names.update(running)
+            for (h, uuid), track in self._tracks.items():
+                if h == host and uuid not in running and track.first_end is not None:
+                    # stopped or gone: close the run; the next one is a new run
+                    if track.current:
+                        track.intervals.append(track.current)
+                    track.first_end, track.current = None, None
+                    track.intervals = [iv for iv in track.intervals if iv[1] >= t_end - HISTORY_S]
+            for uuid in running:
+                track = self._tracks.setdefault((host, uuid), _Track())
+                if track.first_end is None:
+                    track.first_end = t_end
+                elif track.first_end <= t_start:
+                    if track.current is None:
+                        track.current = [track.first_end, t_start]
+                    else:
+                        track.current[1] = max(track.current[1], t_start)
+                    self._check(uuid)
+
+    def runs(self, uuid: str) -> dict[str, list[tuple[float, float]]]:
+        """host -> confirmed running intervals (time.monotonic) of domain ``uuid``."""
+        with self._lock:
+            return {h: [(a, b) for a, b in t.all_intervals()]
+                    for (h, u), t in self._tracks.items() if u == uuid}
+
+    def _check(self, uuid: str) -> None:
+        hosts = [(h, t.all_intervals()) for (h, u), t in self._tracks.items() if u == uuid]
+        for i, (h1, ivs1) in enumerate(hosts):
+            for h2, ivs2 in hosts[i + 1:]:
+                for a1, b1 in ivs1:
+                    for a2, b2 in ivs2:
+                        lo, hi = max(a1, a2), min(b1, b2)
+                        if lo < hi:
+                            pair = tuple(sorted((h1, h2)))
+                            key = (uuid, pair, int(lo))
+                            if key in self._reported:
+                                continue
+                            self._reported.add(key)
+                            self.incidents.append(DoubleRun(
+                                uuid, self._names.get(uuid, "?"), pair,
+                                lo + self._wall_offset, hi - lo))
+
+
+class HostObserver(threading.Thread):
+    """Polls one host's libvirtd; a hung daemon only blocks this thread."""
+
+    def __init__(self, host: str, pid_of: Callable[[str], int], tracker: Tracker,
+                 stop: threading.Event) -> None:
+        super().__init__(name=f"double-run:{host}", daemon=True)
+        self.host = host
+        self.pid_of = pid_of
+        self.tracker = tracker
+        self.stop_event = stop
+        self.last_sample_end = 0.0
+        self.errors = 0
+
+    def run(self) -> None:
+        import libvirt
+
+        libvirt.registerErrorHandler(lambda _c, _e: None, None)
+        conn = None
+        while not self.stop_event.is_set():
+            try:
+                if conn is None:
+                    pid = self.pid_of(self.host)
+                    if not pid:
+                        raise ConnectionError(f"{self.host} is off")
+                    conn = libvirt.open(
+                        f"qemu+unix:///system?socket=/proc/{pid}/root/run/libvirt/libvirt-sock")
+                t0 = time.monotonic()
+                running = {}
+                for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
+                    try:
+                        if dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
+                            running[dom.UUIDString()] = dom.name()
+                    except libvirt.libvirtError:
+                        continue  # vanished between the listing and the question
+                t1 = time.monotonic()
+                self.tracker.sample(self.host, t0, t1, running)
+                self.last_sample_end = t1
+            except (libvirt.libvirtError, ConnectionError):
+                self.errors += 1
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except libvirt.libvirtError:
+                        pass
+                conn = None
+            self.stop_event.wait(POLL_S)
+        if conn is not None:
+            try:
+                conn.close()
+            except libvirt.libvirtError:
+                pass
+
+
+def qemu_uuids_by_host(hosts: list[str]) -> dict[str, dict[str, str]]:
+    """host -> {uuid: name} of the QEMU processes living in each host's network namespace."""
+    inode_host = {proc.netns_inode(node_netns(h)): h for h in hosts}
+    found: dict[str, dict[str, str]] = {h: {} for h in hosts}
+    for pid in proc.pids():
+        if not proc.comm(pid).startswith("qemu-system"):
+            continue
+        host = inode_host.get(proc.ns_inode(pid, "net"))
+        if host is None:
+            continue
+        args = proc.cmdline(pid)
+        uuid = name = None
+        for a, b in zip(args, args[1:], strict=False):
+            if a == "-uuid":
+                uuid = b.lower()
+            elif a == "-name":
+                name = b.split(",")[0].removeprefix("guest=")
+        if uuid:
+            found[host][uuid] = name or "?"
+    return found
+
+
+class DoubleRunChecker:
+    """Start once, read ``incidents`` any time; ``mark()``/``since(mark)`` scope a test."""
+
+    def __init__(self, hosts: list[str], pid_of: Callable[[str], int]) -> None:
+        self.hosts = list(hosts)
+        self.tracker = Tracker()
+        self._stop = threading.Event()
+        self.observers = [HostObserver(h, pid_of, self.tracker, self._stop) for h in hosts]
+        self._fallback = threading.Thread(target=self._scan_stale, name="double-run:proc",
+                                          daemon=True)
+        self.fallback_samples = 0
+
+    def start(self) -> DoubleRunChecker:
+        for o in self.observers:
+            o.start()
+        self._fallback.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._fallback.join(2.0)
+        for o in self.observers:
+            o.join(1.0)  # a thread stuck in a hung libvirtd is a daemon: left behind
+
+    def _scan_stale(self) -> None:
+        while not self._stop.wait(POLL_S):
+            now = time.monotonic()
+            stale = [o.host for o in self.observers if now - o.last_sample_end > STALE_S]
+            if not stale:
+                continue
+            t0 = time.monotonic()
+            seen = qemu_uuids_by_host(stale)
+            t1 = time.monotonic()
+            for host in stale:
+                self.tracker.sample(host, t0, t1, seen[host])
+                self.fallback_samples += 1
+
+    @property
+    def incidents(self) -> list[DoubleRun]:
+        return list(self.tracker.incidents)
+
+    def mark(self) -> int:
+        return len(self.tracker.incidents)
+
+    def since(self, mark: int) -> list[DoubleRun]:
+        return self.tracker.incidents[mark:]
+
+    def __enter__(self) -> DoubleRunChecker:
+        return self.start()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()

@@ -1,0 +1,60 @@
+"""``vmha lab up|status|down|demo``: the entry point the ``vmha`` command hands over to."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vmha.lab.config import AGENTS, LabConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vmha lab", description="a real HA cluster on this machine")
+    sub = p.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="bring a lab up and leave it running")
+    up.add_argument("--nodes", type=int, default=2)
+    up.add_argument("--agent", choices=sorted(AGENTS), default="vmha")
+    up.add_argument("--vms", type=int, default=2)
+    up.add_argument("--replace", action="store_true", help="take down a lab that is up first")
+    sub.add_parser("status", help="power switch and crm_mon of the lab")
+    sub.add_parser("down", help="stop everything the lab started")
+    demo = sub.add_parser("demo", help="up, migrate, fail over, down; JSON figures last")
+    demo.add_argument("--agent", choices=sorted(AGENTS), default="vmha")
+    demo.add_argument("--replace", action="store_true")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    from vmha.lab.lab import Lab, LabError
+
+    if args.command == "demo":
+        from vmha.lab.demo import run_demo
+
+        return run_demo(args.agent, replace=args.replace)
+    lab = Lab()
+    try:
+        if args.command == "up":
+            cfg = LabConfig(nodes=args.nodes, agent=args.agent, vms=args.vms)
+            from vmha.lab.signals import interrupts_as_exceptions
+
+            with interrupts_as_exceptions():
+                timings = lab.up(cfg, replace=args.replace)
+            print(lab.crm_mon_text(), end="")
+            print(" ".join(f"{k}={v}" for k, v in timings.items()))
+            return 0
+        if args.command == "status":
+            print(lab.status_text(), end="")
+            return 0 if lab.running() else 3
+        if args.command == "down":
+            problems = lab.down()
+            for p in problems:
+                print(f"vmha lab down: {p}", file=sys.stderr)
+            return 1 if problems else 0
+    except (LabError, ValueError) as exc:
+        print(f"vmha lab {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"vmha lab {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 2

@@ -1,0 +1,91 @@
+"""Where the lab keeps its files, and how hosts are named and addressed.
+
+Everything the lab owns lives under one directory (``/var/lib/vmha/lab``): the cached guest
+image, and a ``run/`` tree for the current lab (node state, sockets, logs, state file).  The
+power switch socket is there rather than under /run because every host has a private /run,
+and the fence agent (run by pacemaker-fenced inside a host) must still reach it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+LAB_DIR = "/var/lib/vmha/lab"
+SUBNET = "10.99.0"  # /24, only ever configured inside the lab's own namespaces
+NETNS_PREFIX = "vmha-"
+LAN_NETNS = NETNS_PREFIX + "lan"
+FENCE_AGENT_PATH = "/usr/sbin/fence_vmhalab"
+TOKEN_MS = 1000
+AGENTS = {"vmha": "ocf:vmha:VirtualMachine", "heartbeat": "ocf:heartbeat:VirtualDomain"}
+MAX_NODES = 8
+
+
+def node_name(index: int) -> str:
+    """Host names are ha1, ha2, ... (index from 1), as corosync and pcs see them."""
+    return f"ha{index}"
+
+
+def node_address(index: int) -> str:
+    return f"{SUBNET}.{index}"
+
+
+def node_netns(name: str) -> str:
+    return NETNS_PREFIX + name
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    root: str = LAB_DIR
+
+    @property
+    def image_dir(self) -> str:
+        return os.path.join(self.root, "image")
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.root, "run")
+
+    @property
+    def state_file(self) -> str:
+        return os.path.join(self.run_dir, "state.json")
+
+    @property
+    def power_socket(self) -> str:
+        return os.path.join(self.run_dir, "power.sock")
+
+    @property
+    def vm_dir(self) -> str:
+        return os.path.join(self.run_dir, "vms")
+
+    @property
+    def log_dir(self) -> str:
+        return os.path.join(self.run_dir, "log")
+
+    def node_dir(self, name: str) -> str:
+        return os.path.join(self.run_dir, "nodes", name)
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    nodes: int = 2
+    agent: str = "vmha"
+    vms: int = 2
+    token_ms: int = TOKEN_MS
+    paths: LabPaths = field(default_factory=LabPaths)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.nodes <= MAX_NODES:
+            raise ValueError(f"--nodes must be between 1 and {MAX_NODES}")
+        if self.agent not in AGENTS:
+            raise ValueError(f"--agent must be one of {', '.join(AGENTS)}")
+        if self.vms < 0:
+            raise ValueError("--vms must not be negative")
+
+    @property
+    def node_names(self) -> list[str]:
+        return [node_name(i) for i in range(1, self.nodes + 1)]
+
+    @property
+    def agent_spec(self) -> str:
+        return AGENTS[self.agent]

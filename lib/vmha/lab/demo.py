@@ -1,0 +1,104 @@
+"""``make demo`` / ``vmha lab demo``: the issue's walk-through, figures as JSON last.
+
+Up (2 hosts, 2 VMs preferring different hosts), ``crm_mon -1``, a live migration with
+``pcs resource move``, a pulled plug with fencing and recovery, ``crm_mon -1`` again, down.
+The double-run checker watches throughout.  Whatever happens (a failed step, Ctrl-C,
+SIGTERM) the lab is taken down and the last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+from vmha.lab import scenarios
+from vmha.lab.checker import DoubleRunChecker
+from vmha.lab.config import LabConfig
+from vmha.lab.lab import Lab, LabError
+from vmha.lab.signals import interrupts_as_exceptions
+
+
+def say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -> None:
+    """Migration then failover on an up lab; fills ``report``. Raises LabError."""
+    where = scenarios.all_started(lab, 60.0)
+    if not where:
+        raise LabError("VMs are not all Started")
+    vm = lab.state.vms[0]
+    src = where[vm]
+    dst = next(h for h in lab.hosts if h != src)
+    say(f"\n== live migration: pcs resource move {vm} {dst}")
+    mig = scenarios.migrate(lab, vm, dst)
+    report["migration"] = mig.to_json()
+    report["migration_s"] = report["migration"]["migration_s"]
+    say(f"{vm} Started on {dst} {report['migration_s']}s after pcs resource move "
+        f"(pcs itself returned after {mig.command_s:.1f}s)")
+    say(lab.crm_mon_text())
+
+    where = scenarios.all_started(lab, 60.0) or {}
+    # pull the plug of the host running the most VMs
+    counts = {h: sum(1 for v in where.values() if v == h) for h in lab.hosts}
+    victim = max(counts, key=lambda h: counts[h])
+    say(f"== power off {victim} (running {', '.join(v for v, h in where.items() if h == victim)})")
+    fo = scenarios.power_off(lab, victim)
+    report["failover"] = fo.to_json()
+    report["failover_s"] = round(fo.failover_s, 2) if fo.failover_s is not None else None
+    report["detection_s"] = fo.to_json()["detection_s"]
+    report["fenced"] = fo.fenced
+    report["per_vm_failover_s"] = fo.to_json()["per_vm_s"]
+    say(f"fenced={fo.fenced} failover_s={report['failover_s']} detection_s={fo.detection_s}")
+    say(fo.fence_history)
+    if fo.failover_s is None:
+        raise LabError(f"VMs of {victim} did not start on a survivor")
+    survivor = next(h for h in lab.hosts if h != victim)
+    say(lab.crm_mon_text(survivor))
+    settled = scenarios.settle(lab)
+    say(f"== {victim} rejoined; the cluster settled: {settled}")
+    say(lab.crm_mon_text(survivor))
+
+
+def run_demo(agent: str, *, replace: bool = False) -> int:
+    report: dict[str, Any] = {"agent": agent, "ok": False}
+    t0 = time.monotonic()
+    lab = Lab(log=say)
+    checker: DoubleRunChecker | None = None
+    try:
+        with interrupts_as_exceptions():
+            try:
+                cfg = LabConfig(nodes=2, agent=agent, vms=2)
+                say(f"== vmha lab up (agent {cfg.agent_spec})")
+                # watching from the start: the first VM starts are covered too
+                checker = DoubleRunChecker(cfg.node_names, lab.host_pid).start()
+                report["up"] = lab.up(cfg, replace=replace)
+                say(lab.crm_mon_text())
+                report["vm_start_s"] = report["up"].get("vms_started_s")
+                run_scenarios(lab, report, checker)
+                report["ok"] = True
+            finally:
+                if checker:
+                    checker.stop()
+                    report["double_runs"] = [i.to_json() for i in checker.incidents]
+                    report["double_run_seen"] = bool(checker.incidents)
+                    report["double_run_samples"] = checker.tracker.samples
+                say("== vmha lab down")
+                problems = lab.down()
+                report["down_clean"] = not problems
+                for p in problems:
+                    say(f"down: {p}")
+    except KeyboardInterrupt:
+        report["ok"], report["error"] = False, "interrupted"
+    except (LabError, OSError, ValueError) as exc:
+        report["ok"], report["error"] = False, str(exc)
+    report.setdefault("double_run_seen", False)
+    report["total_s"] = round(time.monotonic() - t0, 1)
+    print(json.dumps(report, sort_keys=True), flush=True)
+    return 0 if report["ok"] and not report["double_run_seen"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(run_demo(sys.argv[1] if len(sys.argv) > 1 else "vmha"))

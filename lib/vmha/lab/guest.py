@@ -1,0 +1,60 @@
+"""Domain XML for lab guests: 128 MiB, one vCPU, direct kernel boot, no disk.
+
+``type='qemu'`` (TCG) because the lab must run where /dev/kvm is missing or unusable; the
+agents under test must not care which.  The serial console goes to a file both hosts can
+see (they share the machine's filesystem), so a guest's ticks show it surviving a migration.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import xml.etree.ElementTree as ET
+
+from vmha.lab.image import GuestImage
+
+MEMORY_MIB = 128
+LAB_UUID_NAMESPACE = uuid.UUID("6d1f0b2e-8c49-4a51-9d55-7a3b0f9e1c11")
+
+
+def domain_uuid(name: str) -> str:
+    """Stable per name, so a re-created lab VM is recognisably the same domain."""
+    return str(uuid.uuid5(LAB_UUID_NAMESPACE, name))
+
+
+def serial_log(vm_dir: str, name: str) -> str:
+    return os.path.join(vm_dir, f"{name}-serial.log")
+
+
+def domain_xml(name: str, img: GuestImage, vm_dir: str) -> str:
+    def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, tag, attrs)
+        if text is not None:
+            el.text = text
+        return el
+
+    dom = ET.Element("domain", type="qemu")
+    sub(dom, "name", name)
+    sub(dom, "uuid", domain_uuid(name))
+    sub(dom, "memory", str(MEMORY_MIB), unit="MiB")
+    sub(dom, "vcpu", "1")
+    os_el = sub(dom, "os")
+    sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
+    sub(os_el, "kernel", img.kernel)
+    sub(os_el, "initrd", img.initrd)
+    sub(os_el, "cmdline", "console=ttyS0 quiet panic=-1")
+    features = sub(dom, "features")
+    sub(features, "acpi")
+    sub(dom, "on_poweroff", "destroy")
+    sub(dom, "on_reboot", "restart")
+    sub(dom, "on_crash", "destroy")
+    devices = sub(dom, "devices")
+    sub(devices, "emulator", "/usr/bin/qemu-system-x86_64")
+    serial = sub(devices, "serial", type="file")
+    sub(serial, "source", path=serial_log(vm_dir, name), append="on")
+    sub(serial, "target", port="0")
+    channel = sub(devices, "channel", type="unix")
+    sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
+    sub(devices, "memballoon", model="none")
+    ET.indent(dom)
+    return ET.tostring(dom, encoding="unicode") + "\n"

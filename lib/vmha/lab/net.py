@@ -1,0 +1,57 @@
+"""The lab network: one bridge in a LAN namespace, one veth per host, 10.99.0.N/24.
+
+Nothing is routed to the machine's own network: the bridge lives in the ``vmha-lan``
+namespace and every address is configured inside a lab namespace, so lab traffic never
+leaves them.  Deleting the namespaces deletes the veths and the bridge with them.
+"""
+
+from __future__ import annotations
+
+from vmha.lab.config import LAN_NETNS, node_address, node_netns
+from vmha.ocf.runner import CommandRunner
+
+IP_TIMEOUT = 10.0
+
+
+def existing_netns(runner: CommandRunner) -> list[str]:
+    out = runner.run(["ip", "netns", "list"], timeout=IP_TIMEOUT).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def _ip(runner: CommandRunner, *args: str) -> None:
+    done = runner.run(["ip", *args], timeout=IP_TIMEOUT)
+    if not done.ok:
+        raise RuntimeError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
+
+
+def create_lan(runner: CommandRunner) -> None:
+    _ip(runner, "netns", "add", LAN_NETNS)
+    _ip(runner, "-n", LAN_NETNS, "link", "set", "lo", "up")
+    _ip(runner, "-n", LAN_NETNS, "link", "add", "br0", "type", "bridge")
+    _ip(runner, "-n", LAN_NETNS, "link", "set", "br0", "up")
+
+
+def create_host(runner: CommandRunner, name: str, index: int) -> None:
+    """Namespace ``vmha-<name>`` with eth0 = ``10.99.0.<index>/24`` on the lab bridge."""
+    ns = node_netns(name)
+    _ip(runner, "netns", "add", ns)
+    # the host end is created inside the new namespace straight away, so no interface
+    # of ours ever appears in the machine's own namespace under a name that could clash
+    _ip(runner, "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"v-{name}",
+        "netns", LAN_NETNS)
+    _ip(runner, "-n", LAN_NETNS, "link", "set", f"v-{name}", "master", "br0", "up")
+    _ip(runner, "-n", ns, "addr", "add", f"{node_address(index)}/24", "dev", "eth0")
+    _ip(runner, "-n", ns, "link", "set", "eth0", "up")
+    _ip(runner, "-n", ns, "link", "set", "lo", "up")
+
+
+def delete(runner: CommandRunner, names: list[str]) -> list[str]:
+    """Delete the namespaces in ``names`` that exist; returns the ones that could not be."""
+    present = set(existing_netns(runner))
+    failed = []
+    for ns in names:
+        if ns in present:
+            done = runner.run(["ip", "netns", "del", ns], timeout=IP_TIMEOUT)
+            if not done.ok:
+                failed.append(ns)
+    return failed

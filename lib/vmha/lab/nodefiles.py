@@ -1,0 +1,155 @@
+"""The private files of one lab host: what it sees as /etc/corosync, /etc/libvirt, ...
+
+A host shares the machine's filesystem except for the directories below, which the host's
+init bind-mounts from ``run/nodes/<name>/`` (``etc/libvirt`` -> ``etc-libvirt``).  Two
+libvirtd on one machine need their own config, state and run directories and distinct
+host UUIDs, or they fight over each other's domains and migration refuses "to itself".
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import shutil
+
+from vmha.lab.config import FENCE_AGENT_PATH, LabConfig, node_address
+from vmha.ocf.runner import CommandRunner, Completed
+
+# host paths bind-mounted from the node directory, in mount order
+BIND_DIRS = (
+    "etc/corosync",
+    "var/lib/corosync",
+    "var/log/corosync",
+    "var/lib/pacemaker",
+    "var/log/pacemaker",
+    "etc/libvirt",
+    "var/lib/libvirt",
+    "var/log/libvirt",
+    "var/cache/libvirt",
+)
+BIND_FILES = ("etc/hosts",)
+PCMK_DIRS = ("cib", "pengine", "blackbox", "cores")
+
+
+def bind_source(node_dir: str, target: str) -> str:
+    return os.path.join(node_dir, target.replace("/", "-"))
+
+
+def _chown_hacluster(path: str, mode: int) -> None:
+    os.chown(path, pwd.getpwnam("hacluster").pw_uid, grp.getgrnam("haclient").gr_gid)
+    os.chmod(path, mode)
+
+
+def corosync_conf(cfg: LabConfig) -> str:
+    nodes = "".join(
+        f"    node {{\n        name: {name}\n        nodeid: {i}\n"
+        f"        ring0_addr: {node_address(i)}\n    }}\n"
+        for i, name in enumerate(cfg.node_names, start=1)
+    )
+    # two_node only for exactly two hosts: it implies wait_for_all and lets one survivor keep
+    # quorum; with three or more, ordinary majority quorum is what users run
+    two_node = "    two_node: 1\n" if cfg.nodes == 2 else ""
+    return (
+        "totem {\n    version: 2\n    cluster_name: vmhalab\n    transport: knet\n"
+        "    crypto_cipher: none\n    crypto_hash: none\n"
+        f"    token: {cfg.token_ms}\n}}\n"
+        "logging {\n    to_stderr: no\n    to_syslog: no\n    to_logfile: yes\n"
+        "    logfile: /var/log/corosync/corosync.log\n    timestamp: on\n}\n"
+        f"quorum {{\n    provider: corosync_votequorum\n{two_node}}}\n"
+        f"nodelist {{\n{nodes}}}\n"
+    )
+
+
+def hosts_file(cfg: LabConfig) -> str:
+    with open("/etc/hosts") as f:
+        base = f.read()
+    # %n in the migration URIs is a node name: every host must resolve its peers
+    lab = "".join(f"{node_address(i)} {n}\n" for i, n in enumerate(cfg.node_names, start=1))
+    return base.rstrip("\n") + "\n# vmha lab\n" + lab
+
+
+def _libvirt_tree(node_dir: str, index: int) -> None:
+    etc = bind_source(node_dir, "etc/libvirt")
+    shutil.copytree("/etc/libvirt", etc, symlinks=True)
+    # no domain or network of the machine's own libvirt may leak into a lab host
+    for sub in ("qemu", "qemu/autostart", "qemu/networks/autostart"):
+        d = os.path.join(etc, sub)
+        if os.path.isdir(d):
+            for name in os.listdir(d):
+                if name.endswith(".xml"):
+                    os.unlink(os.path.join(d, name))
+    with open(os.path.join(etc, "libvirtd.conf"), "a") as f:
+        f.write(
+            "\n# vmha lab: migration peers talk plain TCP on the lab address only\n"
+            "listen_tls = 0\nlisten_tcp = 1\n"
+            f'listen_addr = "{node_address(index)}"\nauth_tcp = "none"\n'
+            f'host_uuid = "00000000-0000-4000-8000-{index:012d}"\n'
+            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
+        )
+    with open(os.path.join(etc, "qemu.conf"), "a") as f:
+        f.write(
+            "\n# vmha lab: no cgroup controllers are delegated inside a namespace host\n"
+            "cgroup_controllers = [ ]\n"
+            f'migration_address = "{node_address(index)}"\n'
+            f'migration_host = "{node_address(index)}"\n'
+        )
+    shutil.copytree("/var/lib/libvirt", bind_source(node_dir, "var/lib/libvirt"), symlinks=True)
+    shutil.copytree("/var/cache/libvirt", bind_source(node_dir, "var/cache/libvirt"), symlinks=True)
+    os.makedirs(os.path.join(bind_source(node_dir, "var/log/libvirt"), "qemu"))
+
+
+def seed_cib(runner: CommandRunner, path: str, cfg: LabConfig) -> None:
+    """An initial CIB: short dc-deadtime (a node is online in ~5 s instead of ~22 s),
+    fencing on with the lab's fence device, and a stickiness default (pcs 0.11 ``resource
+    move`` refuses without one)."""
+    empty = runner.run(["cibadmin", "--empty"], timeout=30)
+    if not empty.ok:
+        raise RuntimeError(f"cibadmin --empty failed: {empty.stderr.strip()}")
+    with open(path, "w") as f:
+        f.write(empty.stdout)
+    env = {"CIB_file": path}
+    for name, value in (("dc-deadtime", "2s"), ("stonith-enabled", "true")):
+        _check(runner.run(["crm_attribute", "--type", "crm_config", "--name", name,
+                           "--update", value], timeout=30, env_extend=env))
+    _check(runner.run(["pcs", "-f", path, "resource", "defaults", "update",
+                       "resource-stickiness=100"], timeout=60))
+    hosts = " ".join(cfg.node_names)
+    _check(runner.run(["pcs", "-f", path, "stonith", "create", "fence-lab",
+                       os.path.basename(FENCE_AGENT_PATH), f"pcmk_host_list={hosts}",
+                       "pcmk_host_check=static-list", "op", "monitor", "interval=60s"],
+                      timeout=60))
+
+
+def _check(done: Completed) -> None:
+    if not done.ok:
+        raise RuntimeError(f"{' '.join(done.argv)} failed: {done.stderr.strip()}")
+
+
+def prepare(cfg: LabConfig, name: str, index: int, cib: str) -> str:
+    """Fresh private tree for host ``name``; ``cib`` is the seeded CIB to start from."""
+    node_dir = cfg.paths.node_dir(name)
+    if os.path.exists(node_dir):
+        shutil.rmtree(node_dir)
+    os.makedirs(node_dir)
+    for target in BIND_DIRS:
+        if not target.startswith(("etc/libvirt", "var/lib/libvirt", "var/cache/libvirt",
+                                  "var/log/libvirt")):
+            os.makedirs(bind_source(node_dir, target))
+    _libvirt_tree(node_dir, index)
+    pcmk = bind_source(node_dir, "var/lib/pacemaker")
+    for sub in PCMK_DIRS:
+        os.makedirs(os.path.join(pcmk, sub))
+        _chown_hacluster(os.path.join(pcmk, sub), 0o750)
+    _chown_hacluster(pcmk, 0o750)
+    logs = bind_source(node_dir, "var/log/pacemaker")
+    os.makedirs(os.path.join(logs, "bundles"))
+    _chown_hacluster(logs, 0o770)
+    cib_path = os.path.join(pcmk, "cib", "cib.xml")
+    shutil.copyfile(cib, cib_path)
+    _chown_hacluster(cib_path, 0o600)
+    with open(os.path.join(bind_source(node_dir, "etc/corosync"), "corosync.conf"), "w") as f:
+        f.write(corosync_conf(cfg))
+    with open(bind_source(node_dir, "etc/hosts"), "w") as f:
+        f.write(hosts_file(cfg))
+    return node_dir

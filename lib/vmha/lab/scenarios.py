@@ -1,0 +1,235 @@
+"""What the demo, the lab tests and the benchmark do to a lab, and how long it takes.
+
+Every time is measured from the user's action (``pcs resource move`` issued, plug pulled)
+to what the cluster reports (``crm_mon``: Started on the other host), polling at 10 Hz.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmha.lab import proc
+from vmha.lab.cluster import ClusterStatus
+from vmha.lab.config import node_netns
+from vmha.lab.lab import Lab, LabError, wait_until
+
+POLL_S = 0.1
+
+
+def locations(lab: Lab, host: str | None = None) -> dict[str, str | None]:
+    """vm -> host it is Started on (None while not cleanly Started anywhere)."""
+    s = lab.crm(host)
+    return {vm: (s.started_on(vm) if s else None) for vm in lab.state.vms}
+
+
+def all_started(lab: Lab, timeout: float) -> dict[str, str] | None:
+    def check() -> dict[str, str] | None:
+        s = lab.crm()
+        if not s:
+            return None
+        where = {vm: s.started_on(vm) for vm in lab.state.vms}
+        return where if all(where.values()) else None  # type: ignore[return-value]
+
+    return wait_until(check, timeout, 0.2)
+
+
+@dataclass
+class Migration:
+    vm: str
+    source: str | None
+    target: str
+    started_s: float  # pcs resource move issued -> crm_mon: Started on target
+    command_s: float  # how long ``pcs resource move`` itself took (it waits, then clears)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"vm": self.vm, "source": self.source, "target": self.target,
+                "migration_s": round(self.started_s, 2), "pcs_move_s": round(self.command_s, 2)}
+
+
+def migrate(lab: Lab, vm: str, target: str, timeout: float = 120.0) -> Migration:
+    """``pcs resource move VM TARGET`` as a user types it; measured until crm_mon shows it
+    Started on TARGET (pcs keeps waiting a few seconds more to clear its constraint).
+
+    Raises LabError when it does not get there in time or pcs fails.
+    """
+    source = locations(lab).get(vm)
+    outcome: list[BaseException | float] = []
+    t0 = time.monotonic()
+
+    def move() -> None:
+        try:
+            lab.pcs("resource", "move", vm, target, timeout=timeout)
+            outcome.append(time.monotonic() - t0)
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=move, name=f"pcs-move-{vm}", daemon=True)
+    worker.start()
+    started = wait_until(lambda: outcome and isinstance(outcome[0], BaseException) or (
+        (s := lab.crm()) and s.started_on(vm) == target), timeout, 0.05)
+    started_s = time.monotonic() - t0
+    worker.join(timeout)
+    if outcome and isinstance(outcome[0], BaseException):
+        raise LabError(f"pcs resource move {vm} {target}: {outcome[0]}")
+    if not started or not outcome:
+        raise LabError(f"{vm} not Started on {target} {timeout:.0f}s after pcs resource move")
+    return Migration(vm, source, target, started_s, float(outcome[0]))  # type: ignore[arg-type]
+
+
+def settle(lab: Lab, timeout: float = 120.0) -> dict[str, str] | None:
+    """Wait until every host is online and every VM Started, as seen from every host."""
+    want = sorted(lab.hosts)
+
+    def check() -> dict[str, str] | None:
+        views = [lab.crm(h) for h in lab.hosts]
+        if not all(v and v.online() == want and v.dc for v in views):
+            return None
+        where = {vm: views[0].started_on(vm) for vm in lab.state.vms}  # type: ignore[union-attr]
+        return where if all(where.values()) else None  # type: ignore[return-value]
+
+    return wait_until(check, timeout, 0.2)
+
+
+@dataclass
+class Failover:
+    victim: str
+    vms: list[str]
+    failover_s: float | None = None  # plug pulled -> every VM of the victim Started elsewhere
+    detection_s: float | None = None  # -> a survivor shows the victim offline
+    fenced_s: float | None = None  # -> stonith history shows the victim's reboot completed
+    per_vm_s: dict[str, float] = field(default_factory=dict)
+    started_on: dict[str, str] = field(default_factory=dict)
+    fenced: bool = False
+    fence_history: str = ""
+    rejoin_s: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        r = {k: v for k, v in self.__dict__.items() if k != "fence_history"}
+        for k, v in r.items():
+            if isinstance(v, float):
+                r[k] = round(v, 2)
+        r["per_vm_s"] = {k: round(v, 2) for k, v in self.per_vm_s.items()}
+        return r
+
+
+def fence_events(lab: Lab, host: str) -> list[dict[str, str]]:
+    done = lab.exec(host, ["stonith_admin", "--history", "*", "--output-as=xml"], timeout=15)
+    try:
+        root = ET.fromstring(done.stdout)  # noqa: S314 - our own stonith_admin
+    except ET.ParseError:
+        return []
+    return [dict(ev.attrib) for ev in root.iter("fence_event")]
+
+
+def power_off(lab: Lab, victim: str, timeout: float = 180.0, rejoin: bool = True) -> Failover:
+    """Pull ``victim``'s plug; measure detection, fencing and recovery of its VMs."""
+    before = locations(lab)
+    vms = [vm for vm, h in before.items() if h == victim]
+    survivors = [h for h in lab.hosts if h != victim]
+    result = Failover(victim, vms)
+    t0 = time.monotonic()
+    reply = lab.power.request(f"off {victim}", 30.0)
+    if not reply.startswith("OFF"):
+        raise LabError(f"power off {victim}: {reply}")
+    end = t0 + timeout
+    while time.monotonic() < end:
+        now = time.monotonic() - t0
+        s: ClusterStatus | None = lab.crm(survivors[0])
+        if s:
+            node = s.nodes.get(victim)
+            if result.detection_s is None and node is not None and not node.online:
+                result.detection_s = now
+            for vm in vms:
+                where = s.started_on(vm)
+                if vm not in result.per_vm_s and where and where != victim:
+                    result.per_vm_s[vm] = now
+                    result.started_on[vm] = where
+        if result.fenced_s is None and result.detection_s is not None:
+            if any(e.get("target") == victim and e.get("status") == "success"
+                   for e in fence_events(lab, survivors[0])):
+                result.fenced_s = time.monotonic() - t0
+        if len(result.per_vm_s) == len(vms) and result.fenced_s is not None:
+            break
+        time.sleep(POLL_S)
+    if len(result.per_vm_s) == len(vms):
+        result.failover_s = max(result.per_vm_s.values(), default=0.0)
+    events = fence_events(lab, survivors[0])
+    result.fenced = any(e.get("target") == victim and e.get("action") in ("reboot", "off")
+                        and e.get("status") == "success" for e in events)
+    result.fence_history = lab.exec(survivors[0], ["stonith_admin", "--history", "*"],
+                                    timeout=15).stdout
+    if rejoin:
+        # the fence device's "reboot" powers the host back on: wait for it to rejoin
+        want = sorted(lab.hosts)
+        if wait_until(lambda: (st := lab.crm(survivors[0])) and st.online() == want,
+                      max(5.0, end - time.monotonic()), 0.2):
+            result.rejoin_s = time.monotonic() - t0
+    return result
+
+
+def qemu_pid(lab: Lab, host: str, vm: str) -> int | None:
+    """Machine PID of ``vm``'s QEMU on ``host`` (found in /proc, not asked of libvirt)."""
+    ino = proc.netns_inode(node_netns(host))
+    for pid in proc.pids_in_netns(ino) if ino else []:
+        if proc.comm(pid).startswith("qemu-system"):
+            args = proc.cmdline(pid)
+            if "-name" in args and args[args.index("-name") + 1].split(",")[0] in (
+                    f"guest={vm}", vm):
+                return pid
+    return None
+
+
+def daemon_pid(lab: Lab, host: str, name: str) -> int | None:
+    """PID (machine view) of daemon ``name`` (e.g. libvirtd) inside ``host``."""
+    ino = proc.netns_inode(node_netns(host))
+    for pid in proc.pids_in_netns(ino) if ino else []:
+        if proc.comm(pid) == name:
+            return pid
+    return None
+
+
+def signal_daemon(lab: Lab, host: str, name: str, sig: int) -> int:
+    """Raises LabError when ``name`` does not run in ``host``."""
+    pid = daemon_pid(lab, host, name)
+    if pid is None:
+        raise LabError(f"{name} is not running on {host}")
+    os.kill(pid, sig)
+    return pid
+
+
+def restart_libvirtd(lab: Lab, host: str) -> None:
+    pid = daemon_pid(lab, host, "libvirtd")
+    if pid is not None:
+        os.kill(pid, signal.SIGCONT)
+        return
+    done = lab.exec(host, ["libvirtd", "-d", "--listen"], timeout=30)
+    if not done.ok:
+        raise LabError(f"libvirtd did not restart on {host}: {done.stderr.strip()}")
+
+
+def monitor_timeouts(status: ClusterStatus) -> list[str]:
+    return [f"{f.resource} {f.task} on {f.node}" for f in status.failures
+            if f.task == "monitor" and "time" in f.status.lower()]
+
+
+def boots(lab: Lab, vm: str) -> int:
+    """How many times ``vm``'s guest reached its init's ready mark (its serial log is shared
+    by every host, so a live migration does not add one; a restart does)."""
+    from vmha.lab.guest import serial_log
+    from vmha.lab.image import READY_MARK
+
+    try:
+        with open(serial_log(lab.paths.vm_dir, vm), errors="replace") as f:
+            return f.read().count(READY_MARK)
+    except FileNotFoundError:
+        return 0
+
+
+def wait_boots(lab: Lab, vm: str, at_least: int, timeout: float = 60.0) -> bool:
+    return bool(wait_until(lambda: boots(lab, vm) >= at_least, timeout, 0.2))

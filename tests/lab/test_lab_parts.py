@@ -1,0 +1,118 @@
+"""The lab's pure parts, without root or a cluster: checker logic, initramfs format,
+fence agent protocol, crm_mon parsing, generated configuration."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from vmha.lab import fence_agent
+from vmha.lab.checker import Tracker
+from vmha.lab.cluster import parse_crm_mon
+from vmha.lab.config import LabConfig
+from vmha.lab.image import Cpio
+from vmha.lab.nodefiles import corosync_conf
+
+
+def feed(t: Tracker, host: str, times: list[float], running: bool, uuid: str = "u") -> None:
+    for ts in times:
+        t.sample(host, ts, ts + 0.01, {uuid: "vm"} if running else {})
+
+
+class TestTracker:
+    def test_live_migration_is_not_a_double_run(self) -> None:
+        t = Tracker()
+        for i in range(100):
+            ts = i * 0.2
+            # source runs until 10.0, destination (paused before) runs from 10.05
+            t.sample("A", ts, ts + 0.01, {"u": "vm"} if ts < 10.0 else {})
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 10.05 else {})
+        assert t.incidents == []
+        assert set(t.runs("u")) == {"A", "B"}
+
+    def test_split_brain_is_recorded_once(self) -> None:
+        t = Tracker()
+        for i in range(20):
+            ts = i * 0.2
+            t.sample("A", ts, ts + 0.01, {"u": "vm"})
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if i > 5 else {})
+        assert len(t.incidents) == 1
+        assert t.incidents[0].hosts == ("A", "B")
+        assert t.incidents[0].name == "vm"
+
+    def test_one_sample_proves_nothing(self) -> None:
+        # a single poll may straddle the switch-over of a migration: no interval from it
+        t = Tracker()
+        feed(t, "A", [0.0, 0.2, 0.4], True)
+        feed(t, "B", [0.3], True)
+        feed(t, "B", [0.5], False)
+        assert t.incidents == []
+
+    def test_restart_elsewhere_after_stop_is_fine(self) -> None:
+        t = Tracker()
+        feed(t, "A", [0.0, 0.2, 0.4], True)
+        feed(t, "A", [0.6], False)
+        feed(t, "B", [0.8, 1.0, 1.2], True)
+        assert t.incidents == []
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/cpio"), reason="cpio is not installed")
+def test_cpio_newc_is_readable_by_cpio() -> None:
+    c = Cpio()
+    c.file("usr/sbin/tool", b"#!/bin/sh\n", 0o755)
+    c.symlink("bin/sh", "busybox")
+    archive = c.finish()
+    listing = subprocess.run(["/usr/bin/cpio", "-itv", "--quiet"], input=archive,
+                             capture_output=True, check=True).stdout.decode().splitlines()
+    assert [line.split()[-1] for line in listing] == ["usr", "usr/sbin", "usr/sbin/tool", "busybox"]
+    assert listing[2].startswith("-rwxr-xr-x") and listing[3].startswith("lrwxrwxrwx")
+    assert len(archive) % 4 == 0
+
+
+class TestFenceAgent:
+    def test_stdin_protocol(self) -> None:
+        opts = fence_agent.parse_options([], ["action=reboot", "port=ha2", "nodename=ha1"])
+        assert opts["action"] == "reboot" and opts["plug"] == "ha2"
+
+    def test_argv_protocol(self) -> None:
+        opts = fence_agent.parse_options(["-o", "status", "-n", "ha1", "--socket=/x"], [])
+        assert opts == {"action": "status", "plug": "ha1", "socket": "/x"}
+
+    def test_metadata_is_xml(self, capsys: pytest.CaptureFixture[str]) -> None:
+        assert fence_agent.run({"action": "metadata"}) == 0
+        import xml.etree.ElementTree as ET
+
+        root = ET.fromstring(capsys.readouterr().out)  # noqa: S314
+        assert root.get("name") == "fence_vmhalab"
+
+    def test_unreachable_switch_is_a_failure(self) -> None:
+        assert fence_agent.run({"action": "off", "plug": "ha1", "socket": "/nonexistent"}) == 1
+
+    def test_runs_standalone(self) -> None:
+        # installed as a lone file: it must not need vmha on the path
+        out = subprocess.run([sys.executable, "-I", fence_agent.__file__, "-o", "metadata"],
+                             capture_output=True, text=True, check=True).stdout
+        assert "fence_vmhalab" in out
+
+
+def test_two_node_only_with_two_hosts() -> None:
+    assert "two_node: 1" in corosync_conf(LabConfig(nodes=2, vms=0))
+    three = corosync_conf(LabConfig(nodes=3, vms=0))
+    assert "two_node" not in three and "ring0_addr: 10.99.0.3" in three
+    assert "token: 1000" in three
+
+
+def test_crm_mon_failure_of_migrate_to() -> None:
+    xml = """<pacemaker-result><summary><current_dc present="true" name="ha1"/></summary>
+    <nodes><node name="ha1" online="true" unclean="false"/><node name="ha2" online="false"
+    unclean="true"/></nodes><resources><resource id="vm_a" resource_agent="ocf:vmha:VirtualMachine"
+    role="Started" active="true" failed="false"><node name="ha1"/></resource></resources>
+    <failures><failure op_key="vm_a_migrate_to_0" node="ha1" exitstatus="error" exitcode="1"
+    status="complete" exec="11423ms" interval="0" task="migrate_to"/></failures></pacemaker-result>"""
+    s = parse_crm_mon(xml)
+    assert s.dc == "ha1" and s.online() == ["ha1"] and s.nodes["ha2"].unclean
+    assert s.started_on("vm_a") == "ha1"
+    (f,) = s.failures
+    assert (f.resource, f.task, f.rc, f.exec_time_ms) == ("vm_a", "migrate_to", 1, 11423)
