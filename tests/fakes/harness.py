@@ -188,6 +188,11 @@ def vm(
             assert hv.open_connections == 0, f"{hv.uri}: connections left open"
 
 
+def cib_read_argv() -> list[str]:
+    """How the agent reads the resource's utilization from the CIB before its first write."""
+    return ["cibadmin", "--query", "--scope", "resources", "--xpath", "//primitive[@id='vm1']/utilization"]
+
+
 def utilization_argv(key: str, value: str) -> list[str]:
     return ["crm_resource", "--resource", "vm1", "--utilization", "--set-parameter", key, "--parameter-value", value]
 

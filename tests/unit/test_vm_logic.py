@@ -38,6 +38,7 @@ from tests.fakes.harness import (  # noqa: E402
     PEER_URI,
     UUID,
     Cluster,
+    cib_read_argv,
     domain_xml,
     migrating,
     peer_check,
@@ -556,6 +557,7 @@ def test_start_fails_on_a_pool_libvirt_does_not_know(vm: Cluster) -> None:
 def test_peer_check_uses_the_node_name_pacemaker_gives(vm: Cluster) -> None:
     runner = vm.strict()
     runner.expect(["crm_node", "--list"], stdout=NODES)
+    runner.expect(cib_read_argv(), rc=105)
     for key, value in (("cpu", "2"), ("host_memory", "1024"), ("hv_memory", "1024")):
         runner.expect(utilization_argv(key, value))
 
@@ -570,6 +572,7 @@ def test_start_waits_for_the_monitor_scripts_to_pass(vm: Cluster) -> None:
     script.write_text("#!/bin/sh\nexit 0\n")  # validate wants an executable; the fake runner answers
     script.chmod(0o755)
     runner = vm.strict()
+    runner.expect(cib_read_argv(), rc=105)
     for key, value in (("cpu", "2"), ("host_memory", "1024"), ("hv_memory", "1024")):
         runner.expect(utilization_argv(key, value))
     runner.expect([str(script)], rc=1, stderr="service not up yet")
@@ -584,6 +587,7 @@ def test_start_waits_for_the_monitor_scripts_to_pass(vm: Cluster) -> None:
 def test_start_publishes_utilization_from_the_running_domain(vm: Cluster) -> None:
     vm.config.write_text(domain_xml(vcpus=3, memory_mib=2048))
     runner = vm.strict()
+    runner.expect(cib_read_argv(), rc=105)
     runner.expect(utilization_argv("cpu", "3"))
     runner.expect(utilization_argv("host_memory", "2048"))
     runner.expect(utilization_argv("hv_memory", "2048"))
@@ -698,6 +702,7 @@ def test_monitor_of_a_remote_hypervisor_that_is_down_fails(vm: Cluster, qemu_sca
 def test_monitor_publishes_utilization_only_when_it_changes(vm: Cluster) -> None:
     dom = running_here(vm)
     runner = vm.strict()
+    runner.expect(cib_read_argv(), rc=105)
     runner.expect(utilization_argv("cpu", "2"))
     runner.expect(utilization_argv("host_memory", "1024"))
     runner.expect(utilization_argv("hv_memory", "1024"))
@@ -706,13 +711,29 @@ def test_monitor_publishes_utilization_only_when_it_changes(vm: Cluster) -> None
     runner.assert_done()
 
     assert vm.run("monitor").rc == OcfRc.SUCCESS  # nothing changed: no command at all
-    assert len(runner.calls) == 3
+    assert len(runner.calls) == 4
 
     dom.vcpus = 4
     runner.expect(utilization_argv("cpu", "4"))
     assert vm.run("monitor").rc == OcfRc.SUCCESS
     runner.assert_done()
-    assert len(runner.calls) == 4
+    assert len(runner.calls) == 5
+
+
+def test_utilization_the_cib_already_holds_is_not_rewritten(vm: Cluster) -> None:
+    """A failover or migration target: the CIB has the values already; a write would abort the
+    transition the start is part of."""
+    running_here(vm)
+    runner = vm.strict()
+    held = (
+        "<utilization id='vm1-utilization'><nvpair id='a' name='cpu' value='2'/>"
+        "<nvpair id='b' name='host_memory' value='1024'/><nvpair id='c' name='hv_memory' value='512'/></utilization>"
+    )
+    runner.expect(cib_read_argv(), stdout=held)
+    runner.expect(utilization_argv("hv_memory", "1024"))  # only the one that differs
+
+    assert vm.run("monitor").rc == OcfRc.SUCCESS
+    runner.assert_done()
 
 
 def test_monitor_retries_a_failed_utilization_update_only_after_the_backoff(
@@ -721,6 +742,7 @@ def test_monitor_retries_a_failed_utilization_update_only_after_the_backoff(
     monkeypatch.setattr(virtual_machine, "UTILIZATION_RETRY_S", 0.5)
     running_here(vm)
     runner = vm.strict()
+    runner.expect(cib_read_argv(), rc=105)
     runner.expect(["crm_resource", "--resource", "vm1", "--utilization"], rc=1, stderr="Could not connect to the CIB")
 
     out = vm.run("monitor")
@@ -731,6 +753,7 @@ def test_monitor_retries_a_failed_utilization_update_only_after_the_backoff(
     runner.assert_done()
 
     time.sleep(0.55)
+    runner.expect(cib_read_argv(), rc=105)
     runner.expect(utilization_argv("cpu", "2"))
     runner.expect(utilization_argv("host_memory", "1024"))
     runner.expect(utilization_argv("hv_memory", "1024"))
@@ -812,6 +835,7 @@ def test_reload_agent_makes_the_next_monitor_publish_utilization_again(vm: Clust
     running_here(vm)
     runner = vm.strict()
     for _ in range(2):
+        runner.expect(cib_read_argv(), rc=105)
         runner.expect(utilization_argv("cpu", "2"))
         runner.expect(utilization_argv("host_memory", "1024"))
         runner.expect(utilization_argv("hv_memory", "1024"))

@@ -331,6 +331,18 @@ class VirtualMachine:
             return  # the CIB did not answer lately; do not pay for crm_resource every monitor
         changed = False
         tools = None  # loaded only when something is to be written: the usual monitor writes nothing
+        if not known and any(self.p.flag(f"autoset_utilization_{k}") for k in wanted):
+            # Nothing remembered here (a start, a failover or migration target): read what the
+            # CIB already has, so unchanged values are not rewritten. Each write is a CIB change
+            # that makes Pacemaker abort and recompute the transition this start is part of.
+            from vmha.ocf.cluster import ClusterTools
+
+            tools = ClusterTools(self.runner)
+            try:
+                known = tools.utilization(self.ctx.resource_id, timeout=min(5.0, self.deadline.remaining()))
+                changed = True
+            except CommandError as exc:
+                self.log.debug(f"utilization not read from the CIB: {exc}")
         for key, value in wanted.items():
             if self.p.flag(f"autoset_utilization_{key}"):
                 if known.get(key) == value:

@@ -63,6 +63,24 @@ class ClusterTools:
         if done.rc not in (0, 105):
             _check(done)
 
+    def utilization(self, resource: str, *, timeout: float) -> dict[str, str]:
+        """The resource's utilization attributes as the CIB holds them (one query, no write)."""
+        done = self._runner.run(
+            ["cibadmin", "--query", "--scope", "resources", "--xpath", f"//primitive[@id='{resource}']/utilization"],
+            timeout=timeout,
+        )
+        if done.rc == 105:  # no utilization section yet
+            return {}
+        _check(done)
+        from lxml import etree
+
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+        try:
+            root = etree.fromstring(done.stdout.encode(), parser)
+        except etree.XMLSyntaxError as exc:
+            raise ClusterCommandFailed(f"cibadmin answered something that is not XML: {exc.msg}") from None
+        return {nv.get("name", ""): nv.get("value", "") for nv in root.iter("nvpair")}
+
     def local_node(self, *, timeout: float) -> str:
         return _check(self._runner.run(["crm_node", "--name"], timeout=timeout)).stdout.strip()
 
