@@ -17,7 +17,7 @@ DEB_PACKAGES := pacemaker corosync pcs pacemaker-cli-utils resource-agents fence
                 python3-libvirt python3-lxml python3-venv libxml2-utils \
                 busybox-static qemu-guest-agent cpio kmod iproute2 procps util-linux
 
-.PHONY: all deps venv lint typecheck test pytest install uninstall bench demo clean
+.PHONY: all deps venv lint typecheck test pytest install install-deb uninstall bench bench-failover demo clean
 
 all: test
 
@@ -56,16 +56,24 @@ install: deps
 uninstall:
 	rm -rf $(OCF_DIR) $(PY_DIR)/vmha $(SBIN_DIR)/vmha
 
-pytest: venv install
-	$(VPY) -m pytest tests
+# The freshly built .deb, installed the way users install it: the lab tests and the demo run
+# the packaged agents, so they prove the package. (dpkg -i: reinstalls even the same version.)
+install-deb: deps deb
+	dpkg -i $(DEB_FILE)
+
+pytest: venv install-deb
+	VMHA_LAB_AGENT=vmha $(VPY) -m pytest tests
 
 test: lint typecheck lint-packages pytest
 
-bench: venv install
+bench: venv install-deb
 	$(VPY) bench/monitor.py --agent /usr/lib/ocf/resource.d/vmha/VirtualMachine
 
-demo: venv install
-	$(PYTHON) bin/vmha lab demo
+bench-failover: venv install-deb
+	PYTHONPATH=lib $(PYTHON) bench/failover.py --rounds 3
+
+demo: deps install-deb
+	/usr/sbin/vmha lab demo
 
 clean: packages-clean
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
