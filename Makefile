@@ -8,7 +8,7 @@ DESTDIR      ?=
 OCF_DIR      := $(DESTDIR)/usr/lib/ocf/resource.d/vmha
 PY_DIR       := $(DESTDIR)/usr/lib/python3/dist-packages
 SBIN_DIR     := $(DESTDIR)/usr/sbin
-AGENTS       := VirtualMachine GuestService
+AGENTS       := VirtualMachine GuestService HypervisorHealth
 
 # Debian packages: the cluster stack, libvirt + QEMU, the Python bindings the agents use,
 # and what the lab builds its guest image from.

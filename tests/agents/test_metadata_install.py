@@ -11,7 +11,7 @@ from lxml import etree
 
 from tests.support.agent import AGENT_DIR, ROOT, ocf_env, run_agent
 
-AGENTS = ["VirtualMachine", "GuestService"]
+AGENTS = ["VirtualMachine", "GuestService", "HypervisorHealth"]
 PCS_RNG = "/usr/share/pcs/data/ocf-1.1.rng"
 GOLDEN = os.path.join(ROOT, "tests", "data", "metadata")
 INSTALLED = "/usr/lib/ocf/resource.d/vmha"

@@ -62,15 +62,22 @@ def deb() -> str:
 
 @pytest.fixture(scope="module")
 def package(deb: str):
-    """Installs the .deb; yields its paths and which of them existed before; purges it after."""
-    if installed():
-        pytest.skip("a vmha package is already installed here; not touching it")
+    """Installs the .deb; yields its paths and which of them existed before; purges it after.
+
+    `make test` installs the package before the tests run (the lab runs the packaged agents):
+    then it is purged first, so what "existed before" is measured without it, and installed
+    again at the end, leaving the machine as the test found it.
+    """
     try:
         from vmha.lab.config import LabPaths
     except ImportError:  # a build without the lab
         LabPaths = None  # noqa: N806
     if LabPaths is not None and os.path.exists(LabPaths().state_file):
         pytest.skip("a vmha lab is up and runs the installed agent, which this test replaces (vmha lab down)")
+    had_package = installed()
+    if had_package:
+        done = run(["dpkg", "--purge", PKG], timeout=300)
+        assert done.returncode == 0, done.stdout + done.stderr
     had_make_install = os.path.lexists(OCF_AGENT)
     if had_make_install:
         done = run(["make", "--no-print-directory", "-C", ROOT, "uninstall"])
@@ -87,6 +94,9 @@ def package(deb: str):
         if had_make_install:
             done = run(["make", "--no-print-directory", "-C", ROOT, "install"], timeout=600)
             assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        if had_package:
+            done = run(["dpkg", "-i", deb], timeout=300)
+            assert done.returncode == 0, done.stdout + done.stderr
 
 
 def _contents(deb: str) -> list[str]:

@@ -330,3 +330,18 @@ class TestWatchdog:
         assert proc.returncode == 0
         assert proc.stdout.split("\n")[:2] == ["returned 0", "still alive"]
         assert reasons(proc.stderr) == []
+
+
+def test_a_note_from_a_successful_handler_is_the_one_exit_reason():
+    import io
+
+    from vmha.ocf import dispatch
+    from vmha.ocf.spec import Action, AgentSpec
+
+    spec = AgentSpec("Noted", "1", "s", "l", (), (Action("monitor", 5, lambda ctx, log: "red capped to yellow"),))
+    err = io.StringIO()
+    rc = dispatch.run(spec, ["Noted", "monitor"], {"OCF_RESKEY_CRM_meta_interval": "1000"}, io.StringIO(), err)
+    assert rc == 0
+    assert [line for line in err.getvalue().splitlines() if line.startswith("ocf-exit-reason:")] == [
+        "ocf-exit-reason:red capped to yellow"
+    ]

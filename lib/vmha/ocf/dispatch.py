@@ -142,7 +142,7 @@ def run(
         else:
             for problem in ctx.param_errors:
                 log.warning(f"{problem}; using the default for this {action_name}")
-        action.handler(ctx, log)
+        note = action.handler(ctx, log)
     except OcfError as exc:
         rc = exc.rc
         (log.info if rc in (OcfRc.NOT_RUNNING, OcfRc.DEGRADED) else log.error)(exc.reason)
@@ -162,6 +162,9 @@ def run(
         return int(wrapped.rc)
     finally:
         timer.cancel()
-    if not reporter.claim():
+    if note:
+        if not reporter.reason(note):
+            return int(OcfRc.ERR_GENERIC)
+    elif not reporter.claim():
         return int(OcfRc.ERR_GENERIC)
     return int(OcfRc.SUCCESS)

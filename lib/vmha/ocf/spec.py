@@ -13,7 +13,9 @@ from vmha.ocf.context import OcfContext
 from vmha.ocf.log import Log
 from vmha.ocf.params import Param
 
-Handler = Callable[[OcfContext, Log], None]
+# A handler returns None, or a note: an exit reason to show although the action succeeded
+# (e.g. a health agent that capped a red to yellow); raising is how it reports anything else.
+Handler = Callable[[OcfContext, Log], "str | None"]
 
 
 class Action(NamedTuple):
