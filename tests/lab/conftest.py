@@ -20,7 +20,7 @@ from vmha.lab.lab import Lab
 AGENT = os.environ.get("VMHA_LAB_AGENT", "vmha")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # down before tests/packaging, which replaces the agents
 def lab() -> Iterator[Lab]:
     if os.geteuid() != 0:
         pytest.skip("lab tests need root (namespaces, mounts, cluster daemons)")
@@ -33,7 +33,7 @@ def lab() -> Iterator[Lab]:
         assert not problems, f"lab did not come down cleanly: {problems}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # down before tests/packaging, which replaces the agents
 def checker(lab: Lab) -> Iterator[DoubleRunChecker]:
     with DoubleRunChecker(lab.hosts, lab.host_pid) as chk:
         yield chk
