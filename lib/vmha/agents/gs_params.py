@@ -5,20 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from vmha.agents.common import hypervisor_param
 from vmha.ocf.params import Param, ParamType, Value
 from vmha.probes import client_checks
 from vmha.probes.service_status import MANAGERS, CommandError, check_service_name, split_command
 
 S, INT, SEL = ParamType.STRING, ParamType.INTEGER, ParamType.SELECT
-
-
-def _uri(value: Value) -> str | None:
-    text = str(value)
-    if any(ch.isspace() for ch in text) or "\0" in text:
-        return "a libvirt URI contains no whitespace"
-    if "://" not in text and ":" not in text:
-        return f"{text!r} is not a libvirt URI (e.g. qemu:///system)"
-    return None
 
 
 def _domain(value: Value) -> str | None:
@@ -79,14 +71,7 @@ PARAMS: tuple[Param, ...] = (
         required=True,
         check=_domain,
     ),
-    Param(
-        "hypervisor",
-        S,
-        "Hypervisor URI",
-        "libvirt connection URI of the local hypervisor (as for VirtualMachine).",
-        default="qemu:///system",
-        check=_uri,
-    ),
+    hypervisor_param("libvirt connection URI of the local hypervisor (as for VirtualMachine)."),
     Param(
         "service",
         S,

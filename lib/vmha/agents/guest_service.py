@@ -23,15 +23,16 @@ probe leads to a stop, and a stop that cannot reach the service fails and fences
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from vmha import __version__
+from vmha.agents.common import handler
 from vmha.agents.gs_params import PARAMS
 from vmha.ocf.codes import GenericError, NotConfigured, NotRunning
 from vmha.ocf.context import OcfContext
 from vmha.ocf.dispatch import watchdog_margin
 from vmha.ocf.log import Log
-from vmha.ocf.spec import Action, AgentSpec
+from vmha.ocf.spec import Action, AgentSpec, Handler
 from vmha.probes.service_status import (
     CommandError,
     Commands,
@@ -415,15 +416,8 @@ class GuestService:
             time.sleep(POLL_S)
 
 
-def _handler(method: str) -> Any:
-    def run(ctx: OcfContext, log: Log) -> None:
-        try:
-            getattr(GuestService(ctx, log), method)()
-        except VirtError as exc:
-            raise GenericError(exc.message) from exc
-
-    run.__name__ = method
-    return run
+def _handler(method: str) -> Handler:
+    return handler(GuestService, method)
 
 
 LONGDESC = (

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
+from vmha.agents.common import hypervisor_param
 from vmha.ocf.params import Param, ParamType, Value
 
 S, INT, B, SEL = ParamType.STRING, ParamType.INTEGER, ParamType.BOOLEAN, ParamType.SELECT
-
-
-def _uri(value: Value) -> str | None:
-    text = str(value)
-    if any(ch.isspace() for ch in text) or "\0" in text:
-        return "a libvirt URI contains no whitespace"
-    if ":" not in text:
-        return f"{text!r} is not a libvirt URI (e.g. qemu:///system)"
-    return None
 
 
 def _health_attribute(value: Value) -> str | None:
@@ -40,15 +32,7 @@ def _absolute(value: Value) -> str | None:
 
 
 PARAMS: tuple[Param, ...] = (
-    Param(
-        "hypervisor",
-        S,
-        "Hypervisor URI",
-        "libvirt connection URI of the local hypervisor, as for VirtualMachine.",
-        default="qemu:///system",
-        reloadable=True,
-        check=_uri,
-    ),
+    hypervisor_param("libvirt connection URI of the local hypervisor, as for VirtualMachine.", reloadable=True),
     Param(
         "health_attribute",
         S,
@@ -269,8 +253,7 @@ PARAMS: tuple[Param, ...] = (
         "host_root",
         S,
         "Root of /proc and /sys",
-        "Directory under which proc/ and sys/ are read: / on a host; a copy for tests and "
-        "rehearsals.",
+        "Directory under which proc/ and sys/ are read: / on a host; a copy for tests and rehearsals.",
         default="/",
         advanced=True,
         reloadable=True,

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 from vmha import __version__
+from vmha.agents.common import handler
 from vmha.agents.hh_params import PARAMS
 from vmha.deadline import Deadline
 from vmha.ocf import statefile
@@ -47,7 +48,7 @@ from vmha.ocf.context import OcfContext
 from vmha.ocf.dispatch import watchdog_margin
 from vmha.ocf.log import Log
 from vmha.ocf.runner import CommandError, CommandNotFound, CommandRunner, Completed, find_program
-from vmha.ocf.spec import Action, AgentSpec
+from vmha.ocf.spec import Action, AgentSpec, Handler
 from vmha.probes import host_health as hh
 from vmha.probes.host_health import Finding, Level, Verdict
 from vmha.virt.errors import VirtError
@@ -170,23 +171,17 @@ class HypervisorHealth:
         self.tools = NodeTools(self.runner)
         self.clock = clock
         self.deadline = ctx.deadline().earlier(watchdog_margin(ctx.timeout_s) + 0.5)
-        self._state_path = statefile.state_path(ctx.rsc_tmp, AGENT, ctx.instance)
-        self._state: dict[str, Any] | None = None
+        self._store = statefile.Store(statefile.state_path(ctx.rsc_tmp, AGENT, ctx.instance), log.warning)
         self._node: str | None = None
 
     # -- what we remember ------------------------------------------------------------------
 
     @property
     def state(self) -> dict[str, Any]:
-        if self._state is None:
-            self._state = statefile.read(self._state_path)
-        return self._state
+        return self._store.data
 
     def _save_state(self) -> None:
-        try:
-            statefile.write(self._state_path, self.state)
-        except OSError as exc:
-            self.log.warning(f"cannot write state file {self._state_path}: {exc.strerror}")
+        self._store.save()
 
     def running(self) -> bool:
         return isinstance(self.state.get("running"), dict)
@@ -507,7 +502,7 @@ class HypervisorHealth:
                     ) from None
                 self.log.warning(f"{self.attribute} not removed yet: {exc}")
                 time.sleep(1.0)
-        statefile.remove(self._state_path)
+        statefile.remove(self._store.path)
 
     def validate(self) -> None:
         """Raises NotInstalled when a tool the agent needs is missing."""
@@ -537,16 +532,8 @@ class HypervisorHealth:
             self._save_state()
 
 
-def _handler(method: str) -> Any:
-    def run(ctx: OcfContext, log: Log) -> str | None:
-        try:
-            note: str | None = getattr(HypervisorHealth(ctx, log), method)()
-            return note
-        except CommandNotFound as exc:
-            raise NotInstalled(str(exc)) from exc
-
-    run.__name__ = method
-    return run
+def _handler(method: str) -> Handler:
+    return handler(HypervisorHealth, method)
 
 
 LONGDESC = (

@@ -21,6 +21,7 @@ import time
 from typing import Any, NamedTuple
 
 from vmha import __version__
+from vmha.agents.common import handler
 from vmha.agents.vm_params import PARAMS
 from vmha.deadline import Deadline
 from vmha.ocf import statefile
@@ -38,7 +39,7 @@ from vmha.ocf.context import OcfContext
 from vmha.ocf.dispatch import watchdog_margin
 from vmha.ocf.log import Log
 from vmha.ocf.runner import CommandError, CommandRunner
-from vmha.ocf.spec import Action, AgentSpec
+from vmha.ocf.spec import Action, AgentSpec, Handler
 from vmha.probes.vm_state import judge_state, judge_without_libvirt
 from vmha.virt.connection import Connection
 from vmha.virt.domain import SHUTDOWN_MODES, Domain, DomainState, PausedReason
@@ -85,22 +86,16 @@ class VirtualMachine:
         self.runner = runner or CommandRunner(ctx.env)
         # Handlers must be done by this; the dispatcher's watchdog fires half a second after it.
         self.deadline = ctx.deadline().earlier(watchdog_margin(ctx.timeout_s) + 0.5)
-        self._state_path = statefile.state_path(ctx.rsc_tmp, AGENT, ctx.instance)
-        self._state: dict[str, Any] | None = None
+        self._store = statefile.Store(statefile.state_path(ctx.rsc_tmp, AGENT, ctx.instance), log.warning)
 
     # -- what we remember ------------------------------------------------------------------
 
     @property
     def state(self) -> dict[str, Any]:
-        if self._state is None:
-            self._state = statefile.read(self._state_path)
-        return self._state
+        return self._store.data
 
     def _save_state(self) -> None:
-        try:
-            statefile.write(self._state_path, self.state)
-        except OSError as exc:
-            self.log.warning(f"cannot write state file {self._state_path}: {exc.strerror}")
+        self._store.save()
 
     def started(self) -> Identity | None:
         rec = self.state.get("started")
@@ -922,16 +917,8 @@ class VirtualMachine:
             self._save_state()
 
 
-def _handler(method: str) -> Any:
-    def run(ctx: OcfContext, log: Log) -> None:
-        try:
-            getattr(VirtualMachine(ctx, log), method)()
-        except VirtError as exc:
-            # Anything libvirt could not do that the action did not handle itself.
-            raise GenericError(exc.message) from exc
-
-    run.__name__ = method
-    return run
+def _handler(method: str) -> Handler:
+    return handler(VirtualMachine, method)
 
 
 LONGDESC = (

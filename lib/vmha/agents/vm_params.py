@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from vmha.agents.common import hypervisor_param
 from vmha.ocf.params import Param, ParamType, Value
 from vmha.virt.domain import SHUTDOWN_MODES
 
@@ -43,15 +44,6 @@ def _migration_user(value: Value) -> str | None:
     return None if _USER.match(str(value)) else f"{value!r} is not a valid user name"
 
 
-def _uri(value: Value) -> str | None:
-    text = str(value)
-    if any(ch.isspace() for ch in text) or "\0" in text:
-        return "a libvirt URI contains no whitespace"
-    if "://" not in text and ":" not in text:
-        return f"{text!r} is not a libvirt URI (e.g. qemu:///system)"
-    return None
-
-
 def _transport(value: Value) -> str | None:
     return None if re.fullmatch(r"[a-z0-9]+", str(value)) else f"{value!r} is not a transport name (ssh, tcp, tls, ...)"
 
@@ -86,15 +78,10 @@ PARAMS: tuple[Param, ...] = (
         unique_group="config",
         check=_absolute_path,
     ),
-    Param(
-        "hypervisor",
-        S,
-        "Hypervisor URI",
+    hypervisor_param(
         "libvirt connection URI of the local hypervisor. VirtualDomain defaults to whatever "
         "'virsh uri' answers, which hangs or fails when libvirtd is down (resource-agents #732); "
-        "vmha defaults to qemu:///system.",
-        default="qemu:///system",
-        check=_uri,
+        "vmha defaults to qemu:///system."
     ),
     Param(
         "force_stop",

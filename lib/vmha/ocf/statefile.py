@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.:-]")
@@ -86,3 +87,28 @@ def write_file_atomic(path: str, content: bytes, mode: int | None = None) -> Non
         except OSError:
             pass
         raise
+
+
+class Store:
+    """One agent instance's state file: read on first use, written with ``save()``.
+
+    A write that fails is logged (through ``warn``), not raised: what an agent remembers
+    makes it cheaper or kinder, never correct, so losing it must not fail an action.
+    """
+
+    def __init__(self, path: str, warn: Callable[[str], None]) -> None:
+        self.path = path
+        self._warn = warn
+        self._data: dict[str, Any] | None = None
+
+    @property
+    def data(self) -> dict[str, Any]:
+        if self._data is None:
+            self._data = read(self.path)
+        return self._data
+
+    def save(self) -> None:
+        try:
+            write(self.path, self.data)
+        except OSError as exc:
+            self._warn(f"cannot write state file {self.path}: {exc.strerror}")
