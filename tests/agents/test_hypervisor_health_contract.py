@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
-import threading
 
 import pytest
 from lxml import etree
 
+from tests.support import silent
 from tests.support.agent import ROOT, ocf_env, run_agent
 from tests.support.libvirtd import private_libvirtd
 
@@ -297,30 +296,8 @@ HUNG_TIMEOUT_MS = 5000
 
 @pytest.fixture(scope="module")
 def silent_socket(tmp_path_factory):
-    path = str(tmp_path_factory.mktemp("hung") / "libvirt-sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            held.append(conn)
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield path
-    stop.set()
-    thread.join(2)
-    for conn in held:
-        conn.close()
-    server.close()
+    with silent.silent_socket(str(tmp_path_factory.mktemp("hung"))) as path:
+        yield path
 
 
 @pytest.fixture

@@ -4,11 +4,9 @@ hold even when libvirt blocks in C)."""
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import pytest
 
+from tests.support import silent
 from tests.support.agent import ocf_env, run_agent
 
 TIMEOUT_MS = 5000
@@ -18,31 +16,8 @@ DOMAIN_XML = "<domain type='kvm'><name>hung1</name><memory>1024</memory><os><typ
 
 @pytest.fixture(scope="module")
 def silent_socket(tmp_path_factory):
-    """A unix socket that accepts every connection, reads, and never writes a byte."""
-    path = str(tmp_path_factory.mktemp("hung") / "libvirt-sock")
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(64)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def serve():
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                conn, _ = server.accept()
-            except OSError:
-                continue
-            held.append(conn)  # keep it open, answer nothing
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield path
-    stop.set()
-    thread.join(2)
-    for conn in held:
-        conn.close()
-    server.close()
+    with silent.silent_socket(str(tmp_path_factory.mktemp("hung"))) as path:
+        yield path
 
 
 @pytest.fixture
