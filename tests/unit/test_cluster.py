@@ -11,7 +11,7 @@ DEL_CPU = ["crm_resource", "--resource", "vm1", "--utilization", "--delete-param
 def test_set_utilization(scripted_runner):
     scripted_runner.expect(SET_CPU)
     ClusterTools(scripted_runner).set_utilization("vm1", "cpu", "4", timeout=7.5)
-    assert scripted_runner.calls == [(tuple(SET_CPU), 7.5)]
+    assert [(c.argv, c.timeout) for c in scripted_runner.calls] == [(tuple(SET_CPU), 7.5)]
 
 
 def test_set_utilization_failure_carries_the_last_stderr_line(scripted_runner):
@@ -90,7 +90,12 @@ def test_value_with_shell_metacharacters_is_one_argument(scripted_runner):
     ClusterTools(scripted_runner).set_utilization("vm1", "cpu", "4; rm -rf /", timeout=5)
 
 
-def test_scripted_runner_refuses_an_unexpected_argv(scripted_runner):
-    scripted_runner.expect(["crm_node", "--name"])
+def test_scripted_runner_refuses_an_unexpected_argv():
+    from tests.fakes.runner import FakeRunner
+
+    runner = FakeRunner()
+    runner.expect(["crm_node", "--name"])
     with pytest.raises(pytest.fail.Exception, match="unexpected command"):
-        ClusterTools(scripted_runner).nodes(timeout=5)
+        ClusterTools(runner).nodes(timeout=5)
+    with pytest.raises(AssertionError, match="unexpected commands ran"):
+        runner.assert_done()
