@@ -12,7 +12,8 @@ commands:
   lab up|status|down|demo   a real Pacemaker + libvirt cluster of namespace hosts on this machine
   version                   print the version
 
-Agents: ocf:vmha:VirtualMachine, ocf:vmha:GuestService (see 'pcs resource describe ocf:vmha:<agent>').
+Agents: ocf:vmha:VirtualMachine, ocf:vmha:GuestService, ocf:vmha:HypervisorHealth
+(see 'pcs resource describe ocf:vmha:<agent>' and 'man ocf_vmha_<agent>').
 """
 
 
