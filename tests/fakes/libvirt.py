@@ -227,6 +227,7 @@ class DomainRecord:
     autostart: bool = False
     # behaviours a test switches on
     ignore_shutdown: bool = False
+    frozen: bool = False  # QEMU SIGSTOPped: a shutdown request never returns (destroy still works)
     shutdown_ignored: int = 0  # this many requests go unanswered first (a guest still booting)
     shutdown_delay_s: float = 0.0
     destroy_failures: int = 0  # FOREVER: never
@@ -646,6 +647,11 @@ class virDomain:  # noqa: N801 - libvirt's own name
 
     def shutdownFlags(self, flags: int = 0) -> int:  # noqa: N802
         rec = self._enter("shutdownFlags", flags, write=True)
+        if rec.frozen:
+            self.hv.lv._released.wait()  # libvirt waits for QEMU's monitor, which never answers
+            raise _err(
+                VIR_ERR_OPERATION_TIMEOUT, VIR_FROM_QEMU, "Timed out during operation: cannot acquire state change lock"
+            )
         with self.hv.lock:
             if not rec.active:
                 raise _not_running()

@@ -11,7 +11,7 @@ class StubConn:
     def __init__(self):
         self.whats = []
 
-    def call(self, fn, *args, what, deadline=None):
+    def call(self, fn, *args, what, deadline=None, per_domain=False):
         self.whats.append(what)
         return fn(*args)
 

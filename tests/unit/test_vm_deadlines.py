@@ -246,3 +246,19 @@ def test_migrate_from_fails_when_the_domain_never_arrives(vm: Cluster) -> None:
     assert out.rc == OcfRc.ERR_GENERIC
     assert "did not arrive from node1" in out.log or "giving up before Pacemaker does" in out.log
     assert out.seconds < 1.0
+
+
+def test_stop_of_a_frozen_guest_forces_it_off_through_libvirt(vm: Cluster, qemu_scan: dict[str, Any]) -> None:
+    """A SIGSTOPped QEMU never answers the shutdown request: after shutdown_timeout the domain
+    is destroyed on the same connection (not marked wedged), not killed by PID."""
+    dom = running_here(vm)
+    dom.frozen = True
+    vm.connections_may_stay_open = True  # the abandoned shutdown call keeps its connection busy
+
+    out = vm.run("stop", shutdown_timeout=2, timeout_ms=30000)
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert out.seconds < 8.0
+    assert not dom.active
+    assert vm.local.called("destroyFlags")
+    assert qemu_scan["asked"] == []  # libvirt did the killing

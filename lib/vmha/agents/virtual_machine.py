@@ -449,13 +449,20 @@ class VirtualMachine:
                 dom.set_autostart(False)
                 dom.start()
                 return dom
-            if existing is not None and existing.is_persistent():
+            if existing is not None and self._is_persistent(existing):
                 # A persistent definition would let libvirt start the VM by itself (autostart)
                 # outside the cluster's control; the cluster runs it transient, as VirtualDomain.
                 self._undefine_keeping_config(existing)
             return conn.create_transient(xml)
         except DomainConflict as exc:
             raise InvalidArgs(f"cannot start domain {ident.name}: {exc.message}") from None
+
+    @staticmethod
+    def _is_persistent(dom: Domain) -> bool:
+        try:
+            return dom.is_persistent()
+        except DomainNotFound:
+            return False  # a transient domain that went away as we looked: nothing to undefine
 
     def _undefine_keeping_config(self, dom: Domain) -> None:
         try:
@@ -607,7 +614,7 @@ class VirtualMachine:
             # A guest still booting ignores an ACPI event: ask again now and then.
             if time.monotonic() - sent >= SHUTDOWN_RESEND_S:
                 try:
-                    dom.shutdown(modes)
+                    dom.shutdown(modes, deadline=limit.within(SHUTDOWN_RESEND_S))
                 except (OperationInvalid, DomainNotFound):
                     return  # already off
                 except VirtError as exc:

@@ -41,6 +41,7 @@ class OpFailure:
     rc: int
     status: str  # e.g. "complete", "Timed Out", "error"
     exec_time_ms: int
+    exit_reason: str = ""  # the agent's exit reason (crm_mon's exitreason)
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ def _failure(f: ET.Element) -> OpFailure:
         rc=_number(f.get("exitcode")),
         status=f.get("status", ""),
         exec_time_ms=_number(f.get("exec")),
+        exit_reason=f.get("exitreason", ""),
     )
 
 

@@ -16,6 +16,10 @@ SUBNET = "10.99.0"  # /24, only ever configured inside the lab's own namespaces
 NETNS_PREFIX = "vmha-"
 LAN_NETNS = NETNS_PREFIX + "lan"
 FENCE_AGENT_PATH = "/usr/sbin/fence_vmhalab"
+# the guests' own network: a bridge of this name and address inside every host's namespace
+# (the same on every host, so a migrated guest stays reachable from whichever host runs it)
+GUEST_BRIDGE = "vmbr0"
+GUEST_SUBNET = "192.168.77"  # /24; .1 is the host's end of the bridge
 TOKEN_MS = 1000
 AGENTS = {"vmha": "ocf:vmha:VirtualMachine", "heartbeat": "ocf:heartbeat:VirtualDomain"}
 MAX_NODES = 8
@@ -28,6 +32,14 @@ def node_name(index: int) -> str:
 
 def node_address(index: int) -> str:
     return f"{SUBNET}.{index}"
+
+
+def guest_address(vm: str) -> str | None:
+    """The fixed address of lab VM ``vmN`` (``GUEST_SUBNET.(10+N)``); None for other names."""
+    digits = vm.removeprefix("vm")
+    if vm.startswith("vm") and digits.isdigit() and 1 <= int(digits) <= 200:
+        return f"{GUEST_SUBNET}.{10 + int(digits)}"
+    return None
 
 
 def node_netns(name: str) -> str:

@@ -1,6 +1,7 @@
 """``make demo`` / ``vmha lab demo``: the issue's walk-through, figures as JSON last.
 
-Up (2 hosts, 2 VMs preferring different hosts), ``crm_mon -1``, a live migration with
+Up (2 hosts, 2 VMs preferring different hosts), ``crm_mon -1``, a service inside a guest
+killed and recovered in place by GuestService (``service_recovery_s``), a live migration with
 ``pcs resource move``, a pulled plug with fencing and recovery, ``crm_mon -1`` again, down.
 The double-run checker watches throughout.  Whatever happens (a failed step, Ctrl-C,
 SIGTERM) the lab is taken down and the last line printed is one JSON object.
@@ -16,12 +17,38 @@ from typing import Any
 from vmha.lab import scenarios
 from vmha.lab.checker import DoubleRunChecker
 from vmha.lab.config import LabConfig
-from vmha.lab.lab import Lab, LabError
+from vmha.lab.lab import Lab, LabError, wait_until
 from vmha.lab.signals import interrupts_as_exceptions
 
 
 def say(msg: str) -> None:
     print(msg, flush=True)
+
+
+def service_recovery(lab: Lab, report: dict[str, Any], vm: str) -> None:
+    """A GuestService for the httpd inside ``vm``; the httpd killed in the guest; recovered in
+    place (same QEMU) by the cluster.  The service resource is removed again afterwards."""
+    service = "web1"
+    say(f"\n== a service inside a guest: GuestService {service} (busybox httpd in {vm})")
+    url = scenarios.create_guest_service(lab, service, vm)
+    try:
+        if not wait_until(lambda: (s := lab.crm()) and (h := s.started_on(vm)) and
+                          s.started_on(service) == h and scenarios.http_answers(lab, h, url),
+                          120.0, 0.5):
+            raise LabError(f"{service} not Started and answering at {url}")
+        say(lab.crm_mon_text())
+        say(f"== kill -9 httpd inside {vm} (through its guest agent)")
+        r = scenarios.kill_guest_service(lab, service, vm)
+        report["service_recovery"] = r.to_json()
+        report["service_recovery_s"] = report["service_recovery"]["recovery_s"]
+        say(f"{service} answering again {report['service_recovery_s']}s after the kill "
+            f"(monitor failed after {r.detected_s}s: {r.exit_reason}); same QEMU PID: "
+            f"{r.vm_untouched}")
+        say(lab.crm_mon_text())
+        if r.recovery_s is None or not r.vm_untouched:
+            raise LabError(f"the service was not recovered in place: {r.to_json()}")
+    finally:
+        lab.pcs("resource", "delete", service)
 
 
 def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -> None:
@@ -30,6 +57,8 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     if not where:
         raise LabError("VMs are not all Started")
     vm = lab.state.vms[0]
+    service_recovery(lab, report, vm)
+    where = scenarios.all_started(lab, 60.0) or where
     src = where[vm]
     dst = next(h for h in lab.hosts if h != src)
     say(f"\n== live migration: pcs resource move {vm} {dst}")

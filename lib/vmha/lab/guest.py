@@ -1,4 +1,5 @@
-"""Domain XML for lab guests: 128 MiB, one vCPU, direct kernel boot, no disk.
+"""Domain XML for lab guests: 128 MiB, one vCPU, direct kernel boot, no disk, one virtio NIC
+on the host's guest bridge (``vmN`` gets 192.168.77.(10+N) through its kernel command line).
 
 ``type='qemu'`` (TCG) because the lab must run where /dev/kvm is missing or unusable; the
 agents under test must not care which.  The serial console goes to a file both hosts can
@@ -11,6 +12,7 @@ import os
 import uuid
 import xml.etree.ElementTree as ET
 
+from vmha.lab.config import GUEST_BRIDGE, guest_address
 from vmha.lab.image import GuestImage
 
 MEMORY_MIB = 128
@@ -42,7 +44,9 @@ def domain_xml(name: str, img: GuestImage, vm_dir: str) -> str:
     sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
     sub(os_el, "kernel", img.kernel)
     sub(os_el, "initrd", img.initrd)
-    sub(os_el, "cmdline", "console=ttyS0 quiet panic=-1")
+    address = guest_address(name)
+    # the guest's init configures eth0 from vmha.ip= (see image.INIT_SCRIPT)
+    sub(os_el, "cmdline", "console=ttyS0 quiet panic=-1" + (f" vmha.ip={address}" if address else ""))
     features = sub(dom, "features")
     sub(features, "acpi")
     sub(dom, "on_poweroff", "destroy")
@@ -53,6 +57,9 @@ def domain_xml(name: str, img: GuestImage, vm_dir: str) -> str:
     serial = sub(devices, "serial", type="file")
     sub(serial, "source", path=serial_log(vm_dir, name), append="on")
     sub(serial, "target", port="0")
+    iface = sub(devices, "interface", type="bridge")
+    sub(iface, "source", bridge=GUEST_BRIDGE)
+    sub(iface, "model", type="virtio")
     channel = sub(devices, "channel", type="unix")
     sub(channel, "target", type="virtio", name="org.qemu.guest_agent.0")
     sub(devices, "memballoon", model="none")

@@ -6,9 +6,10 @@ Built from Debian packages on this machine and cached under ``/var/lib/vmha/lab/
 - ``vmlinux``: the uncompressed kernel pulled out of the packaged vmlinuz.  QEMU boots it
   through its PVH entry and skips the in-guest decompression, which under TCG is half the
   boot (5 s instead of 10 s to init).
-- ``initrd.gz``: busybox-static, the virtio console modules, the QEMU guest agent copied
-  with its shared libraries, and an ``/init`` that starts the agent and a busybox httpd
-  (the "service" inside the guest), then prints ticks on the serial console.
+- ``initrd.gz``: busybox-static, the virtio console and network modules, the QEMU guest
+  agent copied with its shared libraries, and an ``/init`` that starts the agent, gives eth0
+  the address from ``vmha.ip=`` on the kernel command line, and starts a busybox httpd (the
+  "service" inside the guest), then prints ticks on the serial console.
 """
 
 from __future__ import annotations
@@ -36,11 +37,14 @@ MODULES = (
     "drivers/virtio/virtio_pci_modern_dev.ko",
     "drivers/virtio/virtio_pci.ko",
     "drivers/char/virtio_console.ko",
+    "net/core/failover.ko",
+    "drivers/net/net_failover.ko",
+    "drivers/net/virtio_net.ko",
     "drivers/acpi/button.ko",
     "drivers/input/evdev.ko",
 )
 # bump when the image's content changes: a cached image of another build is rebuilt
-IMAGE_BUILD = "4"
+IMAGE_BUILD = "5"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 HTTP_PORT = 80
 READY_MARK = "GUEST-READY"
@@ -49,6 +53,7 @@ DEBIAN_PACKAGES = (
     "pacemaker", "corosync", "pcs", "pacemaker-cli-utils", "resource-agents", "fence-agents",
     "libvirt-daemon-system", "libvirt-clients", "qemu-system-x86", "python3-libvirt",
     "python3-lxml", "busybox-static", "qemu-guest-agent", "util-linux", "iproute2",
+    "curl",
 )
 
 INIT_SCRIPT = f"""#!/bin/sh
@@ -57,7 +62,8 @@ mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
 mkdir -p /run/qga /var/run /www
-for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console button evdev; do
+for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console \
+    failover net_failover virtio_net button evdev; do
   insmod /lib/modules/$m.ko || echo "insmod $m failed"
 done
 # no udev: find the guest agent's port by its name in sysfs
@@ -78,6 +84,10 @@ for e in /sys/class/input/event*; do
   fi
 done
 ip link set lo up
+# the guest's address comes from the kernel command line (vmha.ip=A.B.C.D, a /24)
+for w in $(cat /proc/cmdline); do
+  case "$w" in vmha.ip=*) ip addr add "${{w#vmha.ip=}}/24" dev eth0 && ip link set eth0 up;; esac
+done
 echo "vmha lab guest $(hostname)" > /www/index.html
 httpd -p {HTTP_PORT} -h /www
 echo "{READY_MARK} uptime=$(cut -d' ' -f1 /proc/uptime)"

@@ -237,9 +237,10 @@ class Lab:
 
     def create_vm(self, name: str, img: image.GuestImage, *, prefer: str | None = None,
                   score: int = 50, params: Sequence[str] = (),
-                  ops: Sequence[str] = (), agent: str | None = None) -> str:
+                  ops: Sequence[str] = (), agent: str | None = None,
+                  monitor: Sequence[str] = ("interval=10s", "timeout=30s")) -> str:
         """Define VM resource ``name`` with pcs, as the README tells a user to; returns the
-        path of its domain XML."""
+        path of its domain XML.  ``monitor``: the monitor operation's attributes."""
         xml_path = os.path.join(self.paths.vm_dir, f"{name}.xml")
         with open(xml_path, "w") as f:
             f.write(guest.domain_xml(name, img, self.paths.vm_dir))
@@ -248,7 +249,7 @@ class Lab:
             f"config={xml_path}", "hypervisor=qemu:///system", "migration_transport=tcp",
             "remoteuri=qemu+tcp://%n/system", "migrateuri=tcp://%n", *params,
             "meta", "allow-migrate=true",
-            "op", "monitor", "interval=10s", "timeout=30s", *ops,
+            "op", "monitor", *monitor, *ops,
             # disabled until its location preference exists, or it lands wherever is
             # first free and stickiness (100) keeps it there
             "--disabled",

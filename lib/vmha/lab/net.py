@@ -1,4 +1,5 @@
-"""The lab network: one bridge in a LAN namespace, one veth per host, 10.99.0.N/24.
+"""The lab network: one bridge in a LAN namespace, one veth per host, 10.99.0.N/24; and in
+every host a guest bridge (``vmbr0``, 192.168.77.1/24) its guests are plugged into.
 
 Nothing is routed to the machine's own network: the bridge lives in the ``vmha-lan``
 namespace and every address is configured inside a lab namespace, so lab traffic never
@@ -7,7 +8,7 @@ leaves them.  Deleting the namespaces deletes the veths and the bridge with them
 
 from __future__ import annotations
 
-from vmha.lab.config import LAN_NETNS, node_address, node_netns
+from vmha.lab.config import GUEST_BRIDGE, GUEST_SUBNET, LAN_NETNS, node_address, node_netns
 from vmha.ocf.runner import CommandRunner
 
 IP_TIMEOUT = 10.0
@@ -43,6 +44,11 @@ def create_host(runner: CommandRunner, name: str, index: int) -> None:
     _ip(runner, "-n", ns, "addr", "add", f"{node_address(index)}/24", "dev", "eth0")
     _ip(runner, "-n", ns, "link", "set", "eth0", "up")
     _ip(runner, "-n", ns, "link", "set", "lo", "up")
+    # the guests' bridge: libvirt plugs each guest's tap into it; not connected to eth0, so
+    # guest traffic stays between a host and its own guests
+    _ip(runner, "-n", ns, "link", "add", GUEST_BRIDGE, "type", "bridge")
+    _ip(runner, "-n", ns, "addr", "add", f"{GUEST_SUBNET}.1/24", "dev", GUEST_BRIDGE)
+    _ip(runner, "-n", ns, "link", "set", GUEST_BRIDGE, "up")
 
 
 def delete(runner: CommandRunner, names: list[str]) -> list[str]:

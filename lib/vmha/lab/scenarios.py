@@ -6,7 +6,9 @@ to what the cluster reports (``crm_mon``: Started on the other host), polling at
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import signal
 import threading
 import time
@@ -15,9 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmha.lab import proc
-from vmha.lab.cluster import ClusterStatus
-from vmha.lab.config import node_netns
+from vmha.lab.cluster import ClusterStatus, OpFailure
+from vmha.lab.config import guest_address, node_netns
+from vmha.lab.image import HTTP_PORT
 from vmha.lab.lab import Lab, LabError, wait_until
+from vmha.ocf.runner import CommandTimedOut
 
 POLL_S = 0.1
 
@@ -233,3 +237,152 @@ def boots(lab: Lab, vm: str) -> int:
 
 def wait_boots(lab: Lab, vm: str, at_least: int, timeout: float = 60.0) -> bool:
     return bool(wait_until(lambda: boots(lab, vm) >= at_least, timeout, 0.2))
+
+
+# -- the guest layer: a service inside a guest, its client path, the guest's liveness -------
+
+GUEST_HTTPD_START = f"/bin/httpd -p {HTTP_PORT} -h /www"
+
+
+def guest_url(vm: str) -> str:
+    """The URL the busybox httpd in lab guest ``vm`` serves (from its host)."""
+    address = guest_address(vm)
+    if address is None:
+        raise LabError(f"{vm} has no fixed guest address (only vmN guests have one)")
+    return f"http://{address}:{HTTP_PORT}/"
+
+
+def guest_exec(lab: Lab, host: str, vm: str, argv: list[str], timeout: float = 30.0) -> int | None:
+    """Exit code of ``argv`` run inside ``vm``'s guest (on ``host``) through its guest agent,
+    as an operator would with ``virsh qemu-agent-command``; None when it gave no answer in
+    time.  Output is not captured: a program that leaves a daemon behind still finishes."""
+    def agent(cmd: dict[str, Any]) -> dict[str, Any] | None:
+        try:
+            done = lab.exec(host, ["virsh", "-c", "qemu:///system", "qemu-agent-command",
+                                   "--timeout", "5", vm, json.dumps(cmd)], timeout=15)
+        except CommandTimedOut:
+            return None
+        if not done.ok:
+            return None
+        try:
+            reply = json.loads(done.stdout)
+        except ValueError:
+            return None
+        ret = reply.get("return") if isinstance(reply, dict) else None
+        return ret if isinstance(ret, dict) else None
+
+    end = time.monotonic() + timeout
+    started = agent({"execute": "guest-exec", "arguments": {
+        "path": argv[0], "arg": argv[1:], "capture-output": False}})
+    if not started or not isinstance(started.get("pid"), int):
+        return None
+    while time.monotonic() < end:
+        status = agent({"execute": "guest-exec-status", "arguments": {"pid": started["pid"]}})
+        if status and status.get("exited"):
+            code = status.get("exitcode")
+            return code if isinstance(code, int) else None
+        time.sleep(0.2)
+    return None
+
+
+def guest_agent_answers(lab: Lab, host: str, vm: str) -> bool:
+    try:
+        done = lab.exec(host, ["virsh", "-c", "qemu:///system", "qemu-agent-command",
+                               "--timeout", "3", vm, '{"execute":"guest-ping"}'], timeout=10)
+    except (CommandTimedOut, LabError):
+        return False
+    return done.ok
+
+
+def http_answers(lab: Lab, host: str, url: str, timeout: int = 2) -> bool:
+    """A GET of ``url`` from inside ``host`` answered 2xx (curl; busybox-static's wget
+    crashes on Debian 12)."""
+    try:
+        done = lab.exec(host, ["curl", "-sf", "-o", "/dev/null", "-m", str(timeout), url],
+                        timeout=timeout + 10)
+    except (CommandTimedOut, LabError):
+        return False
+    return done.ok
+
+
+def create_guest_service(lab: Lab, name: str, vm: str, interval: str = "3s") -> str:
+    """GuestService ``name`` for the busybox httpd inside ``vm``, colocated with it and ordered
+    after it, created with pcs as a user would; returns the URL its client checks use."""
+    url = guest_url(vm)
+    address = guest_address(vm)
+    steps = [
+        ["resource", "create", name, "ocf:vmha:GuestService", f"domain={vm}",
+         "manager=commands", f"start_command={GUEST_HTTPD_START}",
+         "status_command=/bin/pidof httpd", "stop_command=/bin/killall httpd",
+         f"tcp_check={address}:{HTTP_PORT}", f"http_check={url}",
+         "tcp_timeout=2", "http_timeout=2", "agent_timeout=5",
+         "op", "monitor", f"interval={interval}", "timeout=20s",
+         "op", "start", "timeout=60s", "op", "stop", "timeout=30s", "--disabled"],
+        ["constraint", "colocation", "add", name, "with", vm, "INFINITY"],
+        ["constraint", "order", vm, "then", name],
+        ["resource", "enable", name],
+    ]
+    for args in steps:
+        lab.log("# pcs " + shlex.join(args))
+        lab.pcs(*args)
+    return url
+
+
+def failures_of(lab: Lab, rsc: str, task: str = "monitor") -> list[OpFailure]:
+    s = lab.crm()
+    return [f for f in s.failures if f.resource == rsc and f.task == task] if s else []
+
+
+@dataclass
+class ServiceRecovery:
+    service: str
+    vm: str
+    host: str
+    recovery_s: float | None = None  # service killed in the guest -> it answers HTTP again
+    detected_s: float | None = None  # -> crm_mon shows the service's failed monitor
+    exit_reason: str = ""
+    qemu_pid_before: int | None = None
+    qemu_pid_after: int | None = None
+    boots_before: int = 0
+    boots_after: int = 0
+
+    @property
+    def vm_untouched(self) -> bool:
+        return (self.qemu_pid_before is not None and self.qemu_pid_before == self.qemu_pid_after
+                and self.boots_before == self.boots_after)
+
+    def to_json(self) -> dict[str, Any]:
+        r: dict[str, Any] = {k: (round(v, 2) if isinstance(v, float) else v)
+                             for k, v in self.__dict__.items()}
+        r["vm_untouched"] = self.vm_untouched
+        return r
+
+
+def kill_guest_service(lab: Lab, service: str, vm: str, timeout: float = 120.0) -> ServiceRecovery:
+    """SIGKILL the httpd inside ``vm``'s guest; measure until the cluster noticed (the
+    service's monitor failed) and the service answers HTTP again. Raises LabError when the
+    kill cannot be delivered."""
+    s = lab.crm()
+    host = s.started_on(vm) if s else None
+    if not host or s is None or s.started_on(service) != host:
+        raise LabError(f"{vm} and {service} are not both Started on one host")
+    url = guest_url(vm)
+    result = ServiceRecovery(service, vm, host, qemu_pid_before=qemu_pid(lab, host, vm),
+                             boots_before=boots(lab, vm))
+    t0 = time.monotonic()
+    if guest_exec(lab, host, vm, ["/bin/killall", "-9", "httpd"]) != 0:
+        raise LabError(f"killall -9 httpd in {vm} failed")
+    end = t0 + timeout
+    while time.monotonic() < end:
+        if result.detected_s is None:
+            failed = failures_of(lab, service)
+            if failed:
+                result.detected_s = time.monotonic() - t0
+                result.exit_reason = failed[0].exit_reason
+        if result.detected_s is not None and http_answers(lab, host, url):
+            result.recovery_s = time.monotonic() - t0
+            break
+        time.sleep(POLL_S)
+    result.qemu_pid_after = qemu_pid(lab, host, vm)
+    result.boots_after = boots(lab, vm)
+    return result

@@ -86,8 +86,16 @@ class Connection:
                 pass  # local drivers (test://, qemu:/// in-process) have no keepalive to set
         return conn
 
-    def call(self, fn: Any, *args: Any, what: str, deadline: Deadline | None = None) -> Any:
-        return bounded.call(fn, *args, deadline=deadline or self.deadline, what=what, wedge=self.wedge)
+    def call(self, fn: Any, *args: Any, what: str, deadline: Deadline | None = None, per_domain: bool = False) -> Any:
+        """``fn(*args)`` bounded by ``deadline`` (default: the connection's).
+
+        ``per_domain``: a call that can hang on one domain's QEMU (a frozen guest) while
+        libvirtd answers everything else; its timeout does not mark the connection wedged, so
+        the caller can still, e.g., destroy that domain.
+        """
+        # An already wedged connection still refuses at once; only the marking is skipped.
+        wedge = None if per_domain and not self.wedge else self.wedge
+        return bounded.call(fn, *args, deadline=deadline or self.deadline, what=what, wedge=wedge)
 
     def close(self) -> None:
         """Close the connection unless it is wedged (closing would wait for the hung daemon)."""

@@ -100,8 +100,8 @@ class Domain:
         self.raw = raw
         self.conn = conn
 
-    def _call(self, fn: Any, *args: Any, what: str, deadline: Deadline | None = None) -> Any:
-        return self.conn.call(fn, *args, what=f"{what} of domain {self.name}", deadline=deadline)
+    def _call(self, fn: Any, *args: Any, what: str, deadline: Deadline | None = None, per_domain: bool = False) -> Any:
+        return self.conn.call(fn, *args, what=f"{what} of domain {self.name}", deadline=deadline, per_domain=per_domain)
 
     @property
     def name(self) -> str:
@@ -148,8 +148,10 @@ class Domain:
     def start(self) -> None:
         self._call(self.raw.create, what="start")
 
-    def shutdown(self, modes: int) -> None:
-        self._call(self.raw.shutdownFlags, modes, what="shutdown")
+    def shutdown(self, modes: int, deadline: Deadline | None = None) -> None:
+        """Ask the guest to shut down. A frozen QEMU never answers the request: bounded by
+        ``deadline`` without marking the connection wedged, so a destroy can follow."""
+        self._call(self.raw.shutdownFlags, modes, what="shutdown", deadline=deadline, per_domain=True)
 
     def destroy(self, *, graceful: bool = False, deadline: Deadline | None = None) -> None:
         flags = 1 if graceful else 0  # VIR_DOMAIN_DESTROY_GRACEFUL: SIGTERM only, no SIGKILL
