@@ -568,7 +568,7 @@ def test_explicit_commands_with_lsb_status(guest):
         "status_command": "/opt/app/bin/appctl status --verbose",
     }
     run = guest.run("monitor", **params)
-    assert run.rc == 1 and run.reason == "service failed: appctl in VM test is dead, pid file exists"
+    assert run.rc == 1 and run.reason == "service failed: appctl in VM test is dead (status exit 1)"
     assert guest.read()["execs"] == [["/opt/app/bin/appctl", "status", "--verbose"]]
     guest.set(programs={"/opt/app/bin/appctl": [3, "", ""]})
     assert guest.run("monitor", **params).rc == 7

@@ -148,6 +148,16 @@ _LSB = {
     4: (ServiceState.UNKNOWN, "status unknown"),
 }
 
+# The same LSB codes for a user's own status command, in words that do not assume an init
+# script (a pidof or a health probe has no pid file to speak of).
+_COMMANDS = {
+    0: (ServiceState.RUNNING, "running"),
+    1: (ServiceState.DEAD, "dead (status exit 1)"),
+    2: (ServiceState.DEAD, "dead (status exit 2)"),
+    3: (ServiceState.STOPPED, "not running"),
+    4: (ServiceState.UNKNOWN, "status unknown"),
+}
+
 _OPENRC = {
     0: (ServiceState.RUNNING, "started"),
     3: (ServiceState.STOPPED, "stopped"),
@@ -184,7 +194,7 @@ def judge_status(manager: str, exit_code: int | None, stdout: str) -> StatusVerd
         if exit_code == 3:
             return StatusVerdict(ServiceState.STOPPED, "inactive")
         return StatusVerdict(ServiceState.UNKNOWN, f"systemctl is-active exit code {exit_code}")
-    table = _OPENRC if manager == "openrc" else _LSB
+    table = _OPENRC if manager == "openrc" else _COMMANDS if manager == "commands" else _LSB
     state_detail = table.get(exit_code)
     if state_detail is None:
         return StatusVerdict(ServiceState.UNKNOWN, f"status exit code {exit_code}")
