@@ -24,7 +24,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from lxml import etree
 
-from tests.support import silent
 from tests.support.agent import ROOT, ocf_env, run_agent
 
 PCS_RNG = "/usr/share/pcs/data/ocf-1.1.rng"
@@ -180,12 +179,6 @@ def test_unknown_action(tmp_path):
 HUNG_TIMEOUT_MS = 5000
 
 
-@pytest.fixture(scope="module")
-def silent_socket(tmp_path_factory):
-    with silent.silent_socket(str(tmp_path_factory.mktemp("hung"))) as path:
-        yield path
-
-
 @pytest.fixture
 def hung_env(silent_socket, tmp_path):
     def make(interval_ms=20000):
@@ -238,22 +231,6 @@ DOMAIN_XML = """<domain type='test'>
   <os><type>hvm</type></os>
 </domain>
 """
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    from tests.support.libvirtd import private_libvirtd
-
-    directory = str(tmp_path_factory.mktemp("libvirtd"))
-    with private_libvirtd(directory) as sock:
-        uri = f"test+unix:///default?socket={sock}"
-        import libvirt
-
-        holder = libvirt.open(uri)  # the test driver keeps its state while a client is connected
-        try:
-            yield uri, holder
-        finally:
-            holder.close()
 
 
 @needs_root

@@ -17,9 +17,7 @@ import subprocess
 import pytest
 from lxml import etree
 
-from tests.support import silent
 from tests.support.agent import ROOT, ocf_env, run_agent
-from tests.support.libvirtd import private_libvirtd
 
 AGENT = "HypervisorHealth"
 INSTANCE = "hh:0"
@@ -31,22 +29,6 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="a private libvirtd ne
 
 
 # -- fixtures --------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    if os.geteuid() != 0:
-        pytest.skip("a private libvirtd needs root (CI runs as root)")
-    directory = str(tmp_path_factory.mktemp("libvirtd"))
-    with private_libvirtd(directory) as sock:
-        uri = f"test+unix:///default?socket={sock}"
-        import libvirt
-
-        holder = libvirt.open(uri)  # the test driver keeps its state while a client is connected
-        try:
-            yield uri, holder
-        finally:
-            holder.close()
 
 
 def _healthy_tree(root):
@@ -292,12 +274,6 @@ def test_bad_parameters_and_unknown_action(host):
 # -- a libvirtd that accepts and never answers -----------------------------------------------
 
 HUNG_TIMEOUT_MS = 5000
-
-
-@pytest.fixture(scope="module")
-def silent_socket(tmp_path_factory):
-    with silent.silent_socket(str(tmp_path_factory.mktemp("hung"))) as path:
-        yield path
 
 
 @pytest.fixture

@@ -11,7 +11,6 @@ import uuid
 import pytest
 
 from tests.support.agent import ocf_env, run_agent
-from tests.support.libvirtd import private_libvirtd
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="a private libvirtd needs root (CI runs as root)")
 
@@ -23,20 +22,6 @@ DOMAIN_XML = """<domain type='test'>
   <os><type>hvm</type></os>
 </domain>
 """
-
-
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    directory = str(tmp_path_factory.mktemp("libvirtd"))
-    with private_libvirtd(directory) as sock:
-        uri = f"test+unix:///default?socket={sock}"
-        import libvirt
-
-        holder = libvirt.open(uri)  # the test driver keeps its state while a client is connected
-        try:
-            yield uri, holder
-        finally:
-            holder.close()
 
 
 @pytest.fixture

@@ -6,18 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support import silent
 from tests.support.agent import ocf_env, run_agent
 
 TIMEOUT_MS = 5000
 
 DOMAIN_XML = "<domain type='kvm'><name>hung1</name><memory>1024</memory><os><type>hvm</type></os></domain>"
-
-
-@pytest.fixture(scope="module")
-def silent_socket(tmp_path_factory):
-    with silent.silent_socket(str(tmp_path_factory.mktemp("hung"))) as path:
-        yield path
 
 
 @pytest.fixture
