@@ -39,6 +39,13 @@ QUERY = ["attrd_updater", "--query", "--all", "--name", ATTR]
 DELETE = ["attrd_updater", "--name", ATTR, "--delete"]
 NODES = ["crm_node", "--list"]
 NOT_CONNECTED = "attrd_updater: Could not connect to attrd: Connection refused"
+CLAIM = "vmha-red-claim-vmha"
+WALL = 1796000000.0
+STAMP = f"{WALL:.3f}"
+CLAIM_SET = ["attrd_updater", "--name", CLAIM, "--update", STAMP, "--private"]
+CLAIM_QUERY = ["attrd_updater", "--query", "--all", "--name", CLAIM]
+CLAIM_DELETE = ["attrd_updater", "--name", CLAIM, "--delete"]
+TWO = "1 ha1 member\n2 ha2 member\n"
 
 
 def util(name, value, node="ha1"):
@@ -54,6 +61,19 @@ NO_SUCH = {"rc": 105, "stderr": "crm_attribute: Error performing operation: No s
 
 def attrs(**values):
     return "".join(f'name="{ATTR}" host="{node}" value="{v}"\n' for node, v in values.items())
+
+
+def claims(**values):
+    return "".join(f'name="{CLAIM}" host="{node}" value="{v}"\n' for node, v in values.items())
+
+
+def expect_claim(runner, *, seen=None, members=TWO, health):
+    """The red claim: set it, see it come back (with whatever other claims ``seen`` adds),
+    read the members and their health again."""
+    runner.expect(CLAIM_SET)
+    runner.expect(CLAIM_QUERY, stdout=claims(**(seen or {"ha1": STAMP})))
+    runner.expect(NODES, stdout=members)
+    runner.expect(QUERY, stdout=health)
 
 
 class Clock:
@@ -99,7 +119,8 @@ class Env:
         env.update({f"OCF_RESKEY_{k}": str(v) for k, v in params.items()})
         ctx = OcfContext.from_env(action, env, PARAMS)
         assert not ctx.param_errors, ctx.param_errors
-        return HypervisorHealth(ctx, Log("test", stderr=self.log), self.runner, clock=self.clock)
+        return HypervisorHealth(ctx, Log("test", stderr=self.log), self.runner, clock=self.clock,
+                                wall=lambda: WALL)
 
     def state(self):
         return statefile.read(statefile.state_path(str(self.rsctmp), "HypervisorHealth", "hh:0"))
@@ -242,9 +263,11 @@ def test_red_published_when_a_peer_is_green(h):
     h.break_bridge()
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
     h.runner.expect(QUERY, stdout=attrs(ha1="green", ha2="green"))
+    expect_claim(h.runner, health=attrs(ha1="green", ha2="green"))
     h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)  # only once the red is out
     h.agent().monitor()
-    assert h.state()["published"] == "red"
+    assert h.state()["published"] == "red" and "claim" not in h.state()
     assert "virbr0 is down" in h.log.getvalue()
     # Still red at the next monitor: the peers are read again (they may have gone red too),
     # the attribute is not rewritten.
@@ -267,12 +290,15 @@ def test_red_capped_to_yellow_when_no_peer_is_green(h):
 
 
 def test_both_red_step_back_to_yellow(h):
-    """Two hosts that went red at the same instant: the next monitor caps this one."""
+    """Two hosts red at once (the claims make it unlikely; an older peer without them could):
+    the next monitor caps this one."""
     h.started()
     h.break_bridge()
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
     h.runner.expect(QUERY, stdout=attrs(ha1="green", ha2="green"))
+    expect_claim(h.runner, health=attrs(ha1="green", ha2="green"))
     h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
     h.agent().monitor()
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
     h.runner.expect(QUERY, stdout=attrs(ha1="red", ha2="red"))
@@ -287,10 +313,89 @@ def test_three_nodes_one_offline(h):
     h.runner.expect(QUERY, stdout=attrs(ha1="green", ha2="green", ha3="yellow"))
     h.runner.expect([*SET, "yellow"])
     h.agent().monitor()
-    h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n3 ha3 member\n")
+    three = "1 ha1 member\n2 ha2 member\n3 ha3 member\n"
+    h.runner.expect(NODES, stdout=three)
     h.runner.expect(QUERY, stdout=attrs(ha1="yellow", ha2="green", ha3="yellow"))
+    expect_claim(h.runner, members=three, health=attrs(ha1="yellow", ha2="green", ha3="yellow"))
     h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
     h.agent().monitor()
+
+
+def test_a_rival_claim_makes_both_step_back_then_one_goes_red(h):
+    """ha2 claimed red in the same moment: this node sees its claim and stays yellow; at the
+    next monitor the rival's claim is gone (it turned red or stepped back too) and, ha2 green
+    again, this node claims and turns red."""
+    h.started()
+    h.break_bridge()
+    h.runner.expect(NODES, stdout=TWO)
+    h.runner.expect(QUERY, stdout=attrs(ha1="green", ha2="green"))
+    expect_claim(h.runner, seen={"ha1": STAMP, "ha2": f"{WALL - 0.2:.3f}"}, health=attrs(ha1="green", ha2="green"))
+    h.runner.expect(CLAIM_DELETE)
+    h.runner.expect([*SET, "yellow"])
+    note = h.agent().monitor()
+    assert note is not None and "ha2 turning red at the same time" in note
+    assert h.state()["published"] == "yellow" and "claim" not in h.state()
+    h.runner.expect(NODES, stdout=TWO)
+    h.runner.expect(QUERY, stdout=attrs(ha1="yellow", ha2="green"))
+    expect_claim(h.runner, seen={"ha1": STAMP, "ha2": ""}, health=attrs(ha1="yellow", ha2="green"))
+    h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
+    h.agent().monitor()
+    assert h.state()["published"] == "red"
+
+
+def test_the_peer_turned_red_while_this_node_claimed(h):
+    """The rival won: its red arrived before our claim came back; no green peer is left."""
+    h.started()
+    h.break_bridge()
+    h.runner.expect(NODES, stdout=TWO)
+    h.runner.expect(QUERY, stdout=attrs(ha1="green", ha2="green"))
+    expect_claim(h.runner, health=attrs(ha1="green", ha2="red"))
+    h.runner.expect(CLAIM_DELETE)
+    h.runner.expect([*SET, "yellow"])
+    note = h.agent().monitor()
+    assert note is not None and "no other node is green (ha2 red)" in note
+
+
+def test_a_stale_claim_of_an_offline_or_old_monitor_is_ignored(h):
+    h.started()
+    h.break_bridge()
+    three = "1 ha1 member\n2 ha2 member\n3 ha3 lost\n"
+    h.runner.expect(NODES, stdout=three)
+    h.runner.expect(QUERY, stdout=attrs(ha1="green", ha2="green"))
+    expect_claim(h.runner, members=three, seen={"ha1": STAMP, "ha2": f"{WALL - 600:.3f}", "ha3": STAMP},
+                 health=attrs(ha1="green", ha2="green"))
+    h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
+    h.agent().monitor()
+    assert h.state()["published"] == "red"
+
+
+def test_claim_not_confirmed_by_attrd_stays_yellow(h, monkeypatch):
+    import vmha.agents.hypervisor_health as agent_module
+
+    monkeypatch.setattr(agent_module, "CLAIM_WAIT_S", 0.0)
+    h.started()
+    h.break_bridge()
+    h.runner.expect(NODES, stdout=TWO)
+    h.runner.expect(QUERY, stdout=attrs(ha1="green", ha2="green"))
+    h.runner.expect(CLAIM_SET)
+    h.runner.expect(CLAIM_QUERY, rc=105, stderr="attribute does not exist")
+    h.runner.expect(CLAIM_DELETE)
+    h.runner.expect([*SET, "yellow"])
+    note = h.agent().monitor()
+    assert note is not None and "did not confirm the red claim" in note
+
+
+def test_a_claim_left_by_a_killed_monitor_is_withdrawn_first(h):
+    h.started()
+    st = h.state()
+    st["claim"] = STAMP
+    statefile.write(statefile.state_path(str(h.rsctmp), "HypervisorHealth", "hh:0"), st)
+    h.runner.expect(CLAIM_DELETE)
+    h.agent().monitor()
+    assert "claim" not in h.state()
 
 
 def test_peers_unreadable_caps(h):
@@ -337,7 +442,9 @@ def test_monitor_fails_only_after_repeated_attrd_failures(h):
     for attempt in (1, 2, 3):
         h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
         h.runner.expect(QUERY, stdout=attrs(ha2="green"))
+        expect_claim(h.runner, health=attrs(ha2="green"))
         h.runner.expect([*SET, "red"], rc=1, stderr="error: Timer expired")
+        h.runner.expect(CLAIM_DELETE)
         if attempt < 3:
             h.agent().monitor()
             assert h.state()["attrd_failures"] == attempt
@@ -352,11 +459,15 @@ def test_a_success_resets_the_failure_count(h):
     h.break_bridge()
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
     h.runner.expect(QUERY, stdout=attrs(ha2="green"))
+    expect_claim(h.runner, health=attrs(ha2="green"))
     h.runner.expect([*SET, "red"], rc=102, stderr=NOT_CONNECTED)
+    h.runner.expect(CLAIM_DELETE)
     h.agent().monitor()
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
     h.runner.expect(QUERY, stdout=attrs(ha2="green"))
+    expect_claim(h.runner, health=attrs(ha2="green"))
     h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
     h.agent().monitor()
     assert h.state()["attrd_failures"] == 0
 
@@ -384,9 +495,47 @@ def test_named_pool_missing_is_red(h):
     h.started()
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
     h.runner.expect(QUERY, stdout=attrs(ha2="green"))
+    expect_claim(h.runner, health=attrs(ha2="green"))
     h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
     h.agent(storage_pools="default-pool lab-pool").monitor()
     assert "lab-pool does not exist" in h.state()["health"]["findings"]
+
+
+def test_a_filesystem_pool_is_measured_now_not_from_libvirts_last_refresh(h, monkeypatch):
+    """test:///default's pool (type dir, /default-pool) is all free for libvirt; its
+    filesystem says 1% free: red."""
+    from vmha.agents import host_facts
+
+    seen = []
+
+    def space(path, root, *, timeout):
+        seen.append((path, root, timeout > 0))
+        return 1000, 10
+
+    h.started()
+    monkeypatch.setattr(host_facts, "filesystem_space", space)
+    h.runner.expect(NODES, stdout=TWO)
+    h.runner.expect(QUERY, stdout=attrs(ha2="yellow"))
+    h.runner.expect([*SET, "yellow"])  # red, capped: no green peer
+    h.agent().monitor()
+    assert seen[-1] == ("/default-pool", str(h.root), True)
+    assert "storage pool default-pool has 1.0% free, below" in h.state()["health"]["findings"]
+
+
+def test_a_filesystem_pool_that_hangs_is_red(h, monkeypatch):
+    from vmha.agents import host_facts
+
+    def hung(path, root, *, timeout):
+        raise TimeoutError(f"{path} did not answer")
+
+    h.started()
+    monkeypatch.setattr(host_facts, "filesystem_space", hung)
+    h.runner.expect(NODES, stdout=TWO)
+    h.runner.expect(QUERY, stdout=attrs(ha2="yellow"))
+    h.runner.expect([*SET, "yellow"])
+    h.agent().monitor()
+    assert "default-pool: its filesystem /default-pool does not answer" in h.state()["health"]["findings"]
 
 
 def test_explicit_interfaces_replace_the_derived_ones(h):
@@ -406,7 +555,9 @@ def test_libvirt_down_is_red_and_skips_its_checks(h, tmp_path):
     down = f"qemu+unix:///system?socket={tmp_path}/no-such-socket"
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
     h.runner.expect(QUERY, stdout=attrs(ha2="green"))
+    expect_claim(h.runner, health=attrs(ha2="green"))
     h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
     h.agent(hypervisor=down).monitor()
     findings = h.state()["health"]["findings"]
     assert findings.startswith("red: libvirt at qemu+unix") and "storage" not in findings
@@ -428,7 +579,9 @@ def test_edac_uncorrected_error_is_red_and_held(h):
     (mc / "ue_count").write_text("5\n")
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
     h.runner.expect(QUERY, stdout=attrs(ha2="green"))
+    expect_claim(h.runner, health=attrs(ha2="green"))
     h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
     h.agent().monitor()
     h.clock.now += 300  # no new error, still held
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")

@@ -117,3 +117,31 @@ def test_md_from_mdstat(tmp_path):
 def test_md_mdstat_without_arrays(tmp_path):
     put(tmp_path, "proc/mdstat", "Personalities :\nunused devices: <none>\n")
     assert hf.md_arrays(str(tmp_path)) == []
+
+
+def test_filesystem_space_of_a_real_directory(tmp_path):
+    (tmp_path / "pool").mkdir()
+    size, free = hf.filesystem_space("/pool", str(tmp_path), timeout=5)
+    st = os.statvfs(tmp_path)
+    assert size == st.f_blocks * st.f_frsize and 0 <= free <= size
+
+
+def test_filesystem_space_of_an_absent_path(tmp_path):
+    assert hf.filesystem_space("/no/such/pool", str(tmp_path), timeout=5) is None
+
+
+def test_filesystem_space_that_hangs_times_out(tmp_path, monkeypatch):
+    import threading
+
+    release = threading.Event()
+
+    def hung(_path):
+        release.wait(10)
+        raise OSError("released")
+
+    monkeypatch.setattr(hf.os, "statvfs", hung)
+    try:
+        with pytest.raises(TimeoutError, match="did not answer within 0.2s"):
+            hf.filesystem_space("/pool", str(tmp_path), timeout=0.2)
+    finally:
+        release.set()

@@ -113,6 +113,32 @@ def test_pool_thresholds():
     assert levels(hh.judge_pools(POOLS, ["iscsi"], yellow_percent=10, red_percent=2)) == [G]  # no size
 
 
+def test_a_pool_whose_filesystem_hangs_is_red():
+    hung = PoolSpace("nfs", True, 0, 0, "its filesystem /mnt/nfs does not answer within 5.0s")
+    (found,) = hh.judge_pools([hung], [], yellow_percent=10, red_percent=2)
+    assert found.level is R and "nfs: its filesystem /mnt/nfs does not answer" in found.reason
+
+
+# -- the red claim ---------------------------------------------------------------------------
+
+MEMBERS = [("ha1", True), ("ha2", True), ("ha3", False)]
+
+
+def test_rival_claims_are_other_online_members_with_a_fresh_claim():
+    claims = {"ha1": "1000.0", "ha2": "999.5", "ha3": "1000.0", "ha9": "1000.0"}
+    assert hh.rival_claims("ha1", MEMBERS, claims, now=1000.0, stale_s=120) == ["ha2"]
+
+
+def test_withdrawn_old_and_own_claims_are_not_rivals():
+    assert hh.rival_claims("ha1", MEMBERS, {"ha1": "1000", "ha2": ""}, now=1000.0, stale_s=120) == []
+    assert hh.rival_claims("ha1", MEMBERS, {"ha2": "800"}, now=1000.0, stale_s=120) == []
+    assert hh.rival_claims("ha1", MEMBERS, {"ha2": "1100"}, now=1000.0, stale_s=120) == ["ha2"]  # skew
+
+
+def test_a_claim_that_does_not_parse_counts():
+    assert hh.rival_claims("ha1", MEMBERS, {"ha2": "soon"}, now=1000.0, stale_s=120) == ["ha2"]
+
+
 # -- interfaces ------------------------------------------------------------------------------
 
 

@@ -30,6 +30,15 @@ def test_running_domains(conn):
 def test_pools(conn):
     (pool,) = host.pools(conn)
     assert pool.name == "default-pool" and pool.active and pool.capacity == pool.available > 0
+    assert (pool.kind, pool.target) == ("dir", "/default-pool") and pool.kind in host.FILESYSTEM_POOLS
+
+
+def test_pool_target():
+    xml = "<pool type='netfs'><name>n</name><target><path> /mnt/n </path></target></pool>"
+    assert host.pool_target(xml) == ("netfs", "/mnt/n")
+    assert host.pool_target("<pool type='rbd'><name>r</name></pool>") == ("rbd", "")
+    assert host.pool_target("<!DOCTYPE x [<!ENTITY e 'x'>]><pool type='dir'/>") == ("", "")
+    assert host.pool_target("not xml") == ("", "")
 
 
 def test_network_bridge(conn):

@@ -55,6 +55,35 @@ def mem_available_kib(root: str = "/") -> int | None:
     return None
 
 
+def filesystem_space(path: str, root: str = "/", *, timeout: float) -> tuple[int, int] | None:
+    """(size, space free for unprivileged writers) in bytes of the filesystem holding ``path``;
+    None when it cannot be read (the path is absent).
+
+    Raises TimeoutError when the filesystem does not answer within ``timeout`` (a hung NFS
+    mount blocks statvfs in the kernel): the reading thread is left behind, as the agents
+    leave a hung libvirt call behind (the process ends with ``os._exit``).
+    """
+    import threading
+
+    result: list[os.statvfs_result | None] = []
+
+    def read() -> None:
+        try:
+            result.append(os.statvfs(_path(root, path.lstrip("/"))))
+        except OSError:
+            result.append(None)
+
+    reader = threading.Thread(target=read, name=f"statvfs:{path}", daemon=True)
+    reader.start()
+    reader.join(max(0.0, timeout))
+    if not result:
+        raise TimeoutError(f"{path} did not answer within {timeout:.1f}s")
+    st = result[0]
+    if st is None:
+        return None
+    return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
+
+
 def valid_interface_name(name: str) -> bool:
     return bool(_INTERFACE.match(name)) and name not in (".", "..")
 

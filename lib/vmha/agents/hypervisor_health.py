@@ -14,8 +14,10 @@ the attribute not written attrd_failures times in a row (1).
 
 Why red is sometimes published as yellow: with migrate-on-red, red on every node stops every
 VM in the cluster.  Before publishing red the agent reads the other nodes' attribute and
-stays yellow unless one of them is online and green (``cap_red``).  Checked again at every
-monitor while red, so two hosts that went red at the same moment step back.
+stays yellow unless one of them is online and green (``cap_red``).  Two hosts turning red at
+the same moment would each see the other green: a host claims red first and steps back when
+another host claims it too (``rival_claims``), so at most one of them turns red.  Checked
+again at every monitor while red, as a second line: two reds step back to yellow.
 
 Why stop deletes the attribute: a stopped health agent must not leave a red (or yellow)
 behind that keeps VMs off this host forever.
@@ -28,6 +30,8 @@ What we remember between invocations (one JSON file under HA_RSCTMP, emptied at 
   utilization  the values last written with crm_attribute
   counters     EDAC and disk error counters of the last monitor (only increases count)
   holds        findings from counter increases, kept for counter_hold seconds
+  claim        our red claim while we hold one (withdrawn once the red is out, or at the
+               next monitor or stop when a killed monitor left it behind)
 """
 
 from __future__ import annotations
@@ -60,6 +64,15 @@ UTILIZATION_RETRY_S = 60.0
 REASSERT_S = 600.0
 # Longest any single cluster command may take; attrd and the CIB answer in milliseconds.
 COMMAND_TIMEOUT_S = 5.0
+# A filesystem pool's free space is read with statvfs: a hung NFS mount must not hold the
+# monitor longer than this.
+STATVFS_TIMEOUT_S = 5.0
+# The red claim (see vmha.probes.host_health.rival_claims): how long to wait for attrd to
+# give our own claim back (it answers in milliseconds), and when another node's claim is
+# old enough to be a leftover.
+CLAIM_WAIT_S = 2.0
+CLAIM_POLL_S = 0.05
+CLAIM_STALE_S = 120.0
 # pacemaker's CRM_EX_NOT_CONNECTED: the tool could not reach its daemon (no cluster here).
 RC_NOT_CONNECTED = 102
 # CRM_EX_NOSUCH: attrd_updater --query for an attribute no node has.
@@ -113,8 +126,11 @@ class NodeTools:
         self._runner = runner
         self.cluster = ClusterTools(runner)
 
-    def set_attribute(self, name: str, value: str, *, timeout: float) -> None:
-        done = self._runner.run(["attrd_updater", "--name", name, "--update", value], timeout=timeout)
+    def set_attribute(self, name: str, value: str, *, timeout: float, private: bool = False) -> None:
+        """``private``: kept by attrd only, never written to the CIB (a CIB write would make
+        the scheduler run again for an attribute no rule reads)."""
+        argv = ["attrd_updater", "--name", name, "--update", value]
+        done = self._runner.run([*argv, "--private"] if private else argv, timeout=timeout)
         _check(done, not_connected=True)
 
     def delete_attribute(self, name: str, *, timeout: float) -> None:
@@ -160,6 +176,7 @@ class HypervisorHealth:
         runner: CommandRunner | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.ctx = ctx
         self.log = log
@@ -170,6 +187,8 @@ class HypervisorHealth:
         self.runner = runner or CommandRunner(ctx.env)
         self.tools = NodeTools(self.runner)
         self.clock = clock
+        self.wall = wall
+        self.claim_attribute = "vmha-red-claim" + self.attribute[len("#health") :]
         self.deadline = ctx.deadline().earlier(watchdog_margin(ctx.timeout_s) + 0.5)
         self._store = statefile.Store(statefile.state_path(ctx.rsc_tmp, AGENT, ctx.instance), log.warning)
         self._node: str | None = None
@@ -242,7 +261,7 @@ class HypervisorHealth:
                 )
             )
         if p.flag("check_storage") and error is None:
-            pools = [hh.PoolSpace(x.name, x.active, x.capacity, x.available) for x in facts["pools"]]
+            pools = [self._pool_space(x, host_facts) for x in facts["pools"]]
             findings += hh.judge_pools(
                 pools,
                 p.text("storage_pools").split(),
@@ -256,6 +275,24 @@ class HypervisorHealth:
         findings += self._hardware(host_facts)
         info = facts.get("info")
         return Assessment(findings, info.cpus if info else None, info.memory_mib if info else None)
+
+    def _pool_space(self, pool: Any, host_facts: Any) -> hh.PoolSpace:
+        """libvirt's figures, except for a filesystem pool, whose free space is read from its
+        filesystem now: libvirt's are from its last refresh, and a refresh rescans every
+        volume (slow, and it holds the pool locked while a VM may be starting)."""
+        from vmha.virt.host import FILESYSTEM_POOLS
+
+        space = hh.PoolSpace(pool.name, pool.active, pool.capacity, pool.available)
+        if not (pool.active and pool.kind in FILESYSTEM_POOLS and pool.target):
+            return space
+        budget = min(STATVFS_TIMEOUT_S, self._libvirt_deadline().remaining())
+        try:
+            measured = host_facts.filesystem_space(pool.target, self.root, timeout=budget)
+        except TimeoutError:
+            return space._replace(problem=f"its filesystem {pool.target} does not answer within {budget:.1f}s")
+        if measured is None:
+            return space  # target not visible here (another mount namespace): libvirt's figures
+        return space._replace(capacity=measured[0], available=measured[1])
 
     def _libvirt_facts(self) -> dict[str, Any]:
         """Raises VirtError (HypervisorTimeout when libvirtd does not answer in time)."""
@@ -340,6 +377,8 @@ class HypervisorHealth:
         return hh.merge_peers(members, values), ""
 
     def decide(self, findings: Sequence[Finding]) -> Verdict:
+        """The level to publish; a red that is not yet published is claimed first, and the
+        claim stays held (``state["claim"]``) until the red is out."""
         level = hh.worst(findings)
         if level is not Level.RED:
             return Verdict(level, False, "")
@@ -348,7 +387,64 @@ class HypervisorHealth:
         except CommandError as exc:
             return hh.cap_red("", level, None, f"this node's name is unknown: {exc}")
         peers, problem = self.read_peers()
-        return hh.cap_red(local, level, peers, problem)
+        verdict = hh.cap_red(local, level, peers, problem)
+        if verdict.level is not Level.RED or self.state.get("published") == "red":
+            return verdict
+        return self._claim_red(local)
+
+    def _claim_red(self, local: str) -> Verdict:
+        """Claim red, then publish it only if no other node claims it too (see the module
+        docstring of vmha.probes.host_health)."""
+        stamp = f"{self.wall():.3f}"
+        try:
+            self.tools.set_attribute(self.claim_attribute, stamp, private=True, timeout=self._command_timeout())
+            self.state["claim"] = stamp
+            claims = self._own_claim_back(local, stamp)
+            if claims is None:
+                self.release_claim()
+                return Verdict(Level.YELLOW, True, "red capped to yellow: attrd did not confirm the red claim")
+            members = self.tools.members(timeout=self._command_timeout())
+            values = self.tools.query_attribute(self.attribute, timeout=self._command_timeout())
+        except CommandError as exc:
+            self.release_claim()
+            return Verdict(Level.YELLOW, True, f"red capped to yellow: red could not be claimed ({exc})")
+        rivals = hh.rival_claims(local, members, claims, now=self.wall(), stale_s=CLAIM_STALE_S)
+        if rivals:
+            self.release_claim()
+            return Verdict(
+                Level.YELLOW,
+                True,
+                f"red capped to yellow: {', '.join(rivals)} turning red at the same time; trying again next monitor",
+            )
+        verdict = hh.cap_red(local, Level.RED, hh.merge_peers(members, values))
+        if verdict.level is not Level.RED:
+            self.release_claim()
+        return verdict
+
+    def _own_claim_back(self, local: str, stamp: str) -> dict[str, str] | None:
+        """Every node's claim once attrd shows ours; None if it does not within CLAIM_WAIT_S.
+
+        Raises CommandError.
+        """
+        end = self.clock() + min(CLAIM_WAIT_S, self._command_timeout())
+        while True:
+            claims = self.tools.query_attribute(self.claim_attribute, timeout=self._command_timeout())
+            if claims.get(local) == stamp:
+                return claims
+            if self.clock() >= end:
+                return None
+            time.sleep(CLAIM_POLL_S)
+
+    def release_claim(self) -> None:
+        """Withdraw our red claim if we hold one (also one a killed monitor left behind)."""
+        if not self.state.get("claim"):
+            return
+        try:
+            self.tools.delete_attribute(self.claim_attribute, timeout=self._command_timeout())
+        except CommandError as exc:
+            self.log.warning(f"red claim {self.claim_attribute} not withdrawn, retrying next monitor: {exc}")
+            return
+        self.state.pop("claim", None)
 
     def report(self, findings: Sequence[Finding], verdict: Verdict) -> None:
         """Log the health when it changes (the monitor is frequent; the log is not a ticker)."""
@@ -438,12 +534,14 @@ class HypervisorHealth:
         self.state["utilization"] = known
 
     def _evaluate_and_publish(self, *, force: bool) -> Verdict:
+        self.release_claim()  # one left by a monitor killed half way through
         found = self.assess()
         verdict = self.decide(found.findings)
         self.report(found.findings, verdict)
         try:
             self.publish(verdict.level, force=force)
         finally:
+            self.release_claim()  # after the red is out: a rival sees the claim or the red
             self._save_state()
         self.publish_utilization(found.cpus, found.memory_mib, force=force)
         return verdict
@@ -478,6 +576,7 @@ class HypervisorHealth:
         return verdict.reason if verdict.capped else None
 
     def stop(self) -> None:
+        self.release_claim()
         published = self.state.get("published")
         strict = published in ("red", "yellow")
         while True:

@@ -91,6 +91,9 @@ def _libvirt_tree(node_dir: str, index: int) -> None:
         f.write(
             "\n# vmha lab: no cgroup controllers are delegated inside a namespace host\n"
             "cgroup_controllers = [ ]\n"
+            "# the host's /dev as it is (its /dev/kvm is hidden: see nodeinit): a private /dev\n"
+            "# per QEMU would try to carry that mount over and fail\n"
+            "namespaces = [ ]\n"
             f'migration_address = "{node_address(index)}"\n'
             f'migration_host = "{node_address(index)}"\n'
         )

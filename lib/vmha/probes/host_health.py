@@ -22,7 +22,12 @@ for a while (``apply_holds``), or it would clear at the next monitor.
 
 ``cap_red`` is the rule that keeps a cluster from going all red: a red host stays yellow
 unless another online node reports green, because migrate-on-red with no healthy node left
-would stop every VM in the cluster instead of moving them.
+would stop every VM in the cluster instead of moving them.  ``rival_claims`` closes the race
+where two hosts turn red at the same moment, each still seeing the other green: before
+publishing red a host claims it (a private attrd attribute), waits until attrd gives its own
+claim back, and steps back if another host holds a claim too.  attrd applies every update,
+the local one included, in corosync's agreed order, so of two rivals the later sees the
+earlier: at most one of them publishes red (both may step back, and try again later).
 """
 
 from __future__ import annotations
@@ -125,6 +130,7 @@ class PoolSpace(NamedTuple):
     active: bool
     capacity: int
     available: int
+    problem: str = ""  # why its space could not be read (its filesystem hangs), "" when read
 
 
 def judge_pools(
@@ -150,6 +156,9 @@ def judge_pools(
     else:
         checked = [p for p in pools if p.active]
     for pool in checked:
+        if pool.problem:
+            found.append(Finding("storage", Level.RED, f"storage pool {pool.name}: {pool.problem}"))
+            continue
         if pool.capacity <= 0:
             continue  # some pool types (iSCSI, SCSI, rbd before a refresh) report no size
         percent = pool.available * 100.0 / pool.capacity
@@ -361,3 +370,26 @@ def merge_peers(members: Sequence[tuple[str, bool]], values: Mapping[str, str]) 
     ignored; an empty value (attrd_updater --delete sets "") counts as none.
     """
     return [PeerView(name, online, values.get(name) or None) for name, online in members]
+
+
+def rival_claims(local: str, members: Sequence[tuple[str, bool]], claims: Mapping[str, str], *,
+                 now: float, stale_s: float) -> list[str]:
+    """Other online members that hold a red claim newer than ``stale_s`` (wall clock).
+
+    A claim is the claimer's wall-clock time; one that does not parse counts as fresh (the
+    safe side: stepping back costs a monitor interval, two reds stop every VM).  An old claim
+    is what a monitor killed half way through leaves; its own node clears it at its next
+    monitor, and this rule stops it from blocking the others until then.
+    """
+    rivals = []
+    for name, online in members:
+        value = claims.get(name) or ""
+        if name == local or not online or not value:
+            continue
+        try:
+            fresh = abs(now - float(value)) <= stale_s
+        except ValueError:
+            fresh = True
+        if fresh:
+            rivals.append(name)
+    return sorted(rivals)

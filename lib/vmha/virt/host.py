@@ -38,6 +38,13 @@ class Pool(NamedTuple):
     capacity: int
     allocation: int
     available: int
+    kind: str = ""  # the pool type: dir, fs, netfs, logical, rbd, ...
+    target: str = ""  # its target path on this host, "" when it has none
+
+
+# Pool types whose space is the filesystem at their target path.  libvirt's figures for them
+# are those of its last refresh, so space used since (disk images growing) does not show.
+FILESYSTEM_POOLS = frozenset({"dir", "fs", "netfs"})
 
 
 def host_info(conn: Connection) -> HostInfo:
@@ -71,8 +78,31 @@ def pools(conn: Connection) -> list[Pool]:
         active = bool(conn.call(raw.isActive, what=f"pool {name} state"))
         # info: [state, capacity, allocation, available] in bytes
         info: Any = conn.call(raw.info, what=f"pool {name} size") if active else (0, 0, 0, 0)
-        found.append(Pool(name, active, int(info[1]), int(info[2]), int(info[3])))
+        kind, target = pool_target(str(conn.call(raw.XMLDesc, 0, what=f"pool {name} XML")))
+        found.append(Pool(name, active, int(info[1]), int(info[2]), int(info[3]), kind, target))
     return found
+
+
+def pool_target(xml: str) -> tuple[str, str]:
+    """(type, target path) of a storage pool's XML as libvirtd wrote it; "" for what is absent."""
+    root = _parse(xml)
+    if root is None:
+        return "", ""
+    return root.get("type", ""), (root.findtext("./target/path") or "").strip()
+
+
+def _parse(xml: str) -> Any:
+    """libvirtd's own XML with the standard parser (lxml costs ~30 ms on the monitor path);
+    None when it does not parse.  libvirtd never writes a DOCTYPE, and expat would expand
+    internal entities, so a document with one is refused."""
+    from xml.etree import ElementTree
+
+    if "<!DOCTYPE" in xml or "<!ENTITY" in xml:
+        return None
+    try:
+        return ElementTree.fromstring(xml)  # noqa: S314 - libvirtd's output, no DTD (above)
+    except ElementTree.ParseError:
+        return None
 
 
 def network_bridge(conn: Connection, network: str) -> str | None:
@@ -98,14 +128,8 @@ def interface_sources(xml: str) -> list[InterfaceSource]:
     ``network_bridge``), ``direct`` the host interface a macvtap sits on.  Other types (user,
     vhostuser, hostdev) have nothing on the host to watch.
     """
-    # The standard parser, not lxml: this runs on the monitor path, and the XML is libvirtd's.
-    from xml.etree import ElementTree
-
-    if "<!DOCTYPE" in xml or "<!ENTITY" in xml:
-        return []  # libvirtd never writes one; expat would expand internal entities
-    try:
-        root = ElementTree.fromstring(xml)  # noqa: S314 - libvirtd's own output, and no DTD (above)
-    except ElementTree.ParseError:
+    root = _parse(xml)
+    if root is None:
         return []
     found = []
     for iface in root.iterfind("./devices/interface"):
