@@ -31,6 +31,7 @@ class RunCall:
     timeout: float
     stdin: str | None
     env_extend: dict[str, str] = field(default_factory=dict)
+    env_unset: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -95,10 +96,11 @@ class FakeRunner:
         timeout: float,
         stdin: str | None = None,
         env_extend: Mapping[str, str] | None = None,
+        env_unset: Sequence[str] = (),
     ) -> Completed:
         got = tuple(argv)
         assert timeout > 0, f"{got} run with no time left (timeout {timeout})"
-        self.calls.append(RunCall(got, timeout, stdin, dict(env_extend or {})))
+        self.calls.append(RunCall(got, timeout, stdin, dict(env_extend or {}), tuple(env_unset)))
         if not self.strict:
             for ans in self._answers:
                 if ans.matches(got):

@@ -99,3 +99,17 @@ def test_scripted_runner_refuses_an_unexpected_argv():
         ClusterTools(runner).nodes(timeout=5)
     with pytest.raises(AssertionError, match="unexpected commands ran"):
         runner.assert_done()
+
+
+META = ["crm_resource", "--resource", "hh", "--meta", "--get-parameter", "allow-unhealthy-nodes", "--quiet"]
+
+
+def test_resource_meta(scripted_runner):
+    tools = ClusterTools(scripted_runner)
+    scripted_runner.expect(META, stdout="true\n")
+    assert tools.resource_meta("hh", "allow-unhealthy-nodes", timeout=5) == "true"
+    scripted_runner.expect(META, rc=105, stderr="No such device or address")
+    assert tools.resource_meta("hh", "allow-unhealthy-nodes", timeout=5) is None
+    scripted_runner.expect(META, rc=102, stderr="Could not connect to the CIB: Transport endpoint is not connected")
+    with pytest.raises(ClusterCommandFailed, match="rc 102"):
+        tools.resource_meta("hh", "allow-unhealthy-nodes", timeout=5)

@@ -46,6 +46,8 @@ CLAIM_SET = ["attrd_updater", "--name", CLAIM, "--update", STAMP, "--private"]
 CLAIM_QUERY = ["attrd_updater", "--query", "--all", "--name", CLAIM]
 CLAIM_DELETE = ["attrd_updater", "--name", CLAIM, "--delete"]
 TWO = "1 ha1 member\n2 ha2 member\n"
+META = ["crm_resource", "--resource", "hh", "--meta", "--get-parameter", "allow-unhealthy-nodes", "--quiet"]
+META_TRUE = {"stdout": "true\n"}
 
 
 def util(name, value, node="ha1"):
@@ -126,6 +128,7 @@ class Env:
         return statefile.read(statefile.state_path(str(self.rsctmp), "HypervisorHealth", "hh:0"))
 
     def started(self, **params):
+        self.runner.expect(META, **META_TRUE)
         self.runner.expect([*SET, "green"])
         self.runner.expect(query("cpu"), **NO_SUCH)
         self.runner.expect(util("cpu", 16))
@@ -241,6 +244,7 @@ def test_stop_of_a_red_succeeds_once_a_retry_works(h):
 
 
 def test_start_fails_when_attrd_is_not_running(h):
+    h.runner.expect(META, **META_TRUE)
     h.runner.expect([*SET, "green"], rc=102, stderr=NOT_CONNECTED)
     with pytest.raises(GenericError) as info:
         h.agent("start").start()
@@ -250,6 +254,7 @@ def test_start_fails_when_attrd_is_not_running(h):
 
 
 def test_attrd_updater_missing_is_not_installed(h):
+    h.runner.expect(META, **META_TRUE)
     h.runner.expect(SET, raises=CommandNotFound("attrd_updater is not installed"))
     with pytest.raises(NotInstalled):
         h.agent("start").start()
@@ -416,6 +421,7 @@ def test_no_node_has_the_attribute_caps(h):
 
 
 def test_node_name_from_crm_node_when_pacemaker_does_not_pass_it(h):
+    h.runner.expect(META, **META_TRUE)
     h.runner.expect([*SET, "green"])
     h.runner.expect(["crm_node", "--name"], stdout="ha7\n")
     h.runner.expect(query("cpu", "ha7"), **NO_SUCH)
@@ -616,6 +622,7 @@ def test_utilization_rewritten_only_for_the_changed_value(h):
 def test_start_reads_utilization_and_writes_only_what_differs(h):
     """Every CIB write aborts the transition in progress: a restart of the clone whose values
     are already in the CIB writes nothing."""
+    h.runner.expect(META, **META_TRUE)
     h.runner.expect([*SET, "green"])
     h.runner.expect(query("cpu"), stdout="16\n")
     h.runner.expect(query("hv_memory"), stdout="4096\n")
@@ -637,8 +644,17 @@ def test_utilization_failure_is_retried_later_not_fatal(h):
 
 
 def test_start_warns_without_allow_unhealthy_nodes(h):
+    """Pacemaker does not pass allow-unhealthy-nodes to the agent: start reads it (from the
+    primitive or its clone) with crm_resource; Pacemaker passing it one day is used as is."""
     h.started()
-    assert "allow-unhealthy-nodes=true" in h.log.getvalue()
+    assert "allow-unhealthy-nodes" not in h.log.getvalue()
+    h.runner.expect(META, rc=105, stderr="crm_resource: Error performing operation: No such device or address")
+    h.runner.expect([*SET, "green"])
+    h.runner.expect(query("cpu"), stdout="16\n")
+    h.runner.expect(query("hv_memory"), stdout="2048\n")
+    h.runner.expect(query("host_memory"), stdout="2048\n")
+    h.agent("start").start()
+    assert "set meta allow-unhealthy-nodes=true" in h.log.getvalue()
     h.log.truncate(0)
     h.runner.expect([*SET, "green"])
     h.runner.expect(query("cpu"), stdout="16\n")
@@ -649,6 +665,7 @@ def test_start_warns_without_allow_unhealthy_nodes(h):
 
 
 def test_utilization_off(h):
+    h.runner.expect(META, **META_TRUE)
     h.runner.expect([*SET, "green"])
     h.agent("start", set_utilization="false").start()
 
@@ -704,4 +721,6 @@ def test_node_tools_query_and_members(scripted_runner):
     scripted_runner.expect(NODES, stdout="1 ha1 member\n2 ha2 lost\n")
     tools = NodeTools(scripted_runner)
     assert tools.query_attribute(ATTR, timeout=5) == {"ha1": "green", "ha2": "yellow"}
+    # attrd_updater 2.1 answers --all for the agent's own node only while it sees on_node
+    assert "OCF_RESKEY_CRM_meta_on_node" in scripted_runner.calls[0].env_unset
     assert tools.members(timeout=5) == [("ha1", True), ("ha2", False)]

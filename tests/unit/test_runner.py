@@ -100,6 +100,15 @@ class TestChildEnv:
         env = child_env({}, {"VMHA_DOMAIN_NAME": "vm1"})
         assert env["VMHA_DOMAIN_NAME"] == "vm1" and env["LC_ALL"] == "C"
 
+    def test_unset_withholds_ours(self):
+        env = child_env(self.BASE, unset=("OCF_RESKEY_config", "CIB_file"))
+        assert "OCF_RESKEY_config" not in env and "CIB_file" not in env and env["PCMK_debug"] == "1"
+
+    def test_unset_reaches_the_program(self):
+        runner = CommandRunner({"OCF_RESKEY_CRM_meta_on_node": "ha1", "OCF_RESKEY_x": "1"})
+        seen = runner.run(["env"], timeout=10, env_unset=("OCF_RESKEY_CRM_meta_on_node",)).stdout
+        assert "OCF_RESKEY_x=1" in seen and "on_node" not in seen
+
 
 class TestRun:
     def test_output_rc_and_absolute_argv(self):

@@ -73,6 +73,12 @@ STATVFS_TIMEOUT_S = 5.0
 CLAIM_WAIT_S = 2.0
 CLAIM_POLL_S = 0.05
 CLAIM_STALE_S = 120.0
+# What Pacemaker's tools read to name "this node" when run by an agent (lib/common/attrs.c).
+NODE_TARGET_ENV = (
+    "OCF_RESKEY_CRM_meta_on_node",
+    "OCF_RESKEY_CRM_meta_container_attribute_target",
+    "OCF_RESKEY_CRM_meta_physical_host",
+)
 # pacemaker's CRM_EX_NOT_CONNECTED: the tool could not reach its daemon (no cluster here).
 RC_NOT_CONNECTED = 102
 # CRM_EX_NOSUCH: attrd_updater --query for an attribute no node has.
@@ -138,7 +144,12 @@ class NodeTools:
         _check(done, not_connected=True)
 
     def query_attribute(self, name: str, *, timeout: float) -> dict[str, str]:
-        done = self._runner.run(["attrd_updater", "--query", "--all", "--name", name], timeout=timeout)
+        """Every node's value.  The variables Pacemaker gives an agent to name its own node
+        are withheld: attrd_updater 2.1 reads them even with --all and then answers for that
+        one node only, so every peer would look unknown."""
+        done = self._runner.run(
+            ["attrd_updater", "--query", "--all", "--name", name], timeout=timeout, env_unset=NODE_TARGET_ENV
+        )
         if done.rc == RC_NO_SUCH:
             return {}  # no node has the attribute
         return parse_attrd_query(_check(done, not_connected=True).stdout)
@@ -566,14 +577,28 @@ class HypervisorHealth:
 
     def start(self) -> str | None:
         self.validate()
-        if self.ctx.meta.get("allow_unhealthy_nodes", "").lower() not in ("true", "1", "yes", "on"):
-            # Without it, migrate-on-red stops this agent on its own red node, the stop removes
-            # the red, the node is healthy again, the agent starts, and round it goes.
-            self.log.warning("set meta allow-unhealthy-nodes=true on this clone: a red node stops its health agent")
+        self._check_allow_unhealthy_nodes()
         verdict = self._evaluate_and_publish(force=True)
         self.state["running"] = {"since": time.time()}
         self._save_state()
         return verdict.reason if verdict.capped else None
+
+    def _check_allow_unhealthy_nodes(self) -> None:
+        """Warn when the clone lacks allow-unhealthy-nodes=true: without it migrate-on-red
+        stops this agent on its own red node, the stop removes the red, the node is healthy
+        again, the agent starts, and round it goes.  Pacemaker does not pass that meta
+        attribute to the agent, so the configuration is asked (once, at start)."""
+        value = self.ctx.meta.get("allow_unhealthy_nodes")
+        if value is None:
+            try:
+                value = self.tools.cluster.resource_meta(
+                    self.ctx.resource_id, "allow-unhealthy-nodes", timeout=self._command_timeout()
+                )
+            except CommandError as exc:
+                self.log.debug(f"allow-unhealthy-nodes not read: {exc}")
+                return
+        if (value or "").lower() not in ("true", "1", "yes", "on", "y"):
+            self.log.warning("set meta allow-unhealthy-nodes=true on this clone: a red node stops its health agent")
 
     def stop(self) -> None:
         self.release_claim()

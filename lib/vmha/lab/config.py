@@ -21,6 +21,12 @@ FENCE_AGENT_PATH = "/usr/sbin/fence_vmhalab"
 GUEST_BRIDGE = "vmbr0"
 GUEST_SUBNET = "192.168.77"  # /24; .1 is the host's end of the bridge
 TOKEN_MS = 1000
+# Every host has one small storage pool (a dir pool on its own tmpfs), so HypervisorHealth
+# has storage to watch and a scenario can fill it: a host whose storage runs out.
+LAB_POOL = "lab-pool"
+LAB_POOL_DIR = "/var/lib/libvirt/lab-pool"
+LAB_POOL_MIB = 16
+HEALTH_ATTRIBUTE = "#health-vmha"
 AGENTS = {"vmha": "ocf:vmha:VirtualMachine", "heartbeat": "ocf:heartbeat:VirtualDomain"}
 MAX_NODES = 8
 
@@ -73,6 +79,21 @@ class LabPaths:
     @property
     def log_dir(self) -> str:
         return os.path.join(self.run_dir, "log")
+
+    @property
+    def alert_agent(self) -> str:
+        return os.path.join(self.run_dir, "alert.sh")
+
+    @property
+    def events_file(self) -> str:
+        return os.path.join(self.log_dir, "events.tsv")
+
+    @property
+    def qemu_caps_dir(self) -> str:
+        """QEMU capabilities as libvirtd probed them, kept with the image between labs (a
+        probe costs every host ~2 s of CPU at its first VM start; libvirtd still checks the
+        copy against the QEMU binary and the host and probes again if it is stale)."""
+        return os.path.join(self.image_dir, "qemu-capabilities")
 
     def node_dir(self, name: str) -> str:
         return os.path.join(self.run_dir, "nodes", name)

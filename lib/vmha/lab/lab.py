@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import vmha
-from vmha.lab import guest, image, net, nodefiles, proc
+from vmha.lab import events, guest, image, net, nodefiles, proc
 from vmha.lab.cluster import ClusterStatus, parse_crm_mon
 from vmha.lab.config import (
     AGENTS,
@@ -185,9 +185,11 @@ class Lab:
 
         run = self.paths.run_dir
         if os.path.exists(run):
+            self._keep_qemu_caps(cfg.node_names[0])
             shutil.rmtree(run)
         for d in (run, self.paths.vm_dir, self.paths.log_dir):
             os.makedirs(d, mode=0o755)
+        events.install(self.paths.alert_agent, self.paths.events_file, nodefiles.hacluster_ids())
         os.chmod(self.paths.root, 0o755)  # noqa: S103 - QEMU (libvirt-qemu) reads guest files
         self.state = LabState(hosts=cfg.node_names, agent=cfg.agent, token_ms=cfg.token_ms)
         self._save()
@@ -234,6 +236,22 @@ class Lab:
         self.state.timings = {k: round(v, 2) for k, v in t.items()}
         self._save()
         return self.state.timings
+
+    def _keep_qemu_caps(self, host: str) -> None:
+        """Keep what the last lab's first host probed (see LabPaths.qemu_caps_dir)."""
+        probed = os.path.join(self.paths.node_dir(host), "var-cache-libvirt", "qemu", "capabilities")
+        if not os.path.isdir(probed) or not os.listdir(probed):
+            return
+        keep = self.paths.qemu_caps_dir
+        tmp = keep + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(probed, tmp)
+        shutil.rmtree(keep, ignore_errors=True)
+        os.replace(tmp, keep)
+
+    def events(self, since: float = 0.0) -> list[events.Event]:
+        """What the cluster's controllers reported since ``since`` (vmha.lab.events)."""
+        return events.read(self.paths.events_file, since)
 
     def create_vm(self, name: str, img: image.GuestImage, *, prefer: str | None = None,
                   score: int = 50, params: Sequence[str] = (),

@@ -13,7 +13,15 @@ import os
 import pwd
 import shutil
 
-from vmha.lab.config import FENCE_AGENT_PATH, LabConfig, node_address
+from vmha.lab import events
+from vmha.lab.config import (
+    FENCE_AGENT_PATH,
+    HEALTH_ATTRIBUTE,
+    LAB_POOL,
+    LAB_POOL_DIR,
+    LabConfig,
+    node_address,
+)
 from vmha.ocf.runner import CommandRunner, Completed
 
 # host paths bind-mounted from the node directory, in mount order
@@ -36,8 +44,12 @@ def bind_source(node_dir: str, target: str) -> str:
     return os.path.join(node_dir, target.replace("/", "-"))
 
 
+def hacluster_ids() -> tuple[int, int]:
+    return pwd.getpwnam("hacluster").pw_uid, grp.getgrnam("haclient").gr_gid
+
+
 def _chown_hacluster(path: str, mode: int) -> None:
-    os.chown(path, pwd.getpwnam("hacluster").pw_uid, grp.getgrnam("haclient").gr_gid)
+    os.chown(path, *hacluster_ids())
     os.chmod(path, mode)
 
 
@@ -69,7 +81,7 @@ def hosts_file(cfg: LabConfig) -> str:
     return base.rstrip("\n") + "\n# vmha lab\n" + lab
 
 
-def _libvirt_tree(node_dir: str, index: int) -> None:
+def _libvirt_tree(node_dir: str, index: int, qemu_caps: str) -> None:
     etc = bind_source(node_dir, "etc/libvirt")
     shutil.copytree("/etc/libvirt", etc, symlinks=True)
     # no domain or network of the machine's own libvirt may leak into a lab host
@@ -97,8 +109,20 @@ def _libvirt_tree(node_dir: str, index: int) -> None:
             f'migration_address = "{node_address(index)}"\n'
             f'migration_host = "{node_address(index)}"\n'
         )
+    # the host's storage pool, started by libvirtd itself (autostart); nodeinit mounts its tmpfs
+    storage = os.path.join(etc, "storage")
+    os.makedirs(os.path.join(storage, "autostart"), exist_ok=True)
+    pool_xml = os.path.join(storage, f"{LAB_POOL}.xml")
+    with open(pool_xml, "w") as f:
+        f.write(f"<pool type='dir'><name>{LAB_POOL}</name><target><path>{LAB_POOL_DIR}</path>"
+                "</target></pool>\n")
+    os.symlink(pool_xml, os.path.join(storage, "autostart", f"{LAB_POOL}.xml"))
     shutil.copytree("/var/lib/libvirt", bind_source(node_dir, "var/lib/libvirt"), symlinks=True)
-    shutil.copytree("/var/cache/libvirt", bind_source(node_dir, "var/cache/libvirt"), symlinks=True)
+    os.makedirs(os.path.join(bind_source(node_dir, "var/lib/libvirt"), LAB_POOL_DIR[len("/var/lib/libvirt/"):]))
+    cache = bind_source(node_dir, "var/cache/libvirt")
+    shutil.copytree("/var/cache/libvirt", cache, symlinks=True)
+    if os.path.isdir(qemu_caps):
+        shutil.copytree(qemu_caps, os.path.join(cache, "qemu", "capabilities"), dirs_exist_ok=True)
     os.makedirs(os.path.join(bind_source(node_dir, "var/log/libvirt"), "qemu"))
 
 
@@ -122,6 +146,10 @@ def seed_cib(runner: CommandRunner, path: str, cfg: LabConfig) -> None:
                        os.path.basename(FENCE_AGENT_PATH), f"pcmk_host_list={hosts}",
                        "pcmk_host_check=static-list", "op", "monitor", "interval=60s"],
                       timeout=60))
+    # the events the scenarios time themselves by (vmha.lab.events)
+    alerts = events.alert_xml(cfg.paths.alert_agent, cfg.paths.events_file, [HEALTH_ATTRIBUTE])
+    _check(runner.run(["cibadmin", "--create", "--scope", "configuration", "--xml-text", alerts],
+                      timeout=30, env_extend=env))
 
 
 def _check(done: Completed) -> None:
@@ -139,7 +167,7 @@ def prepare(cfg: LabConfig, name: str, index: int, cib: str) -> str:
         if not target.startswith(("etc/libvirt", "var/lib/libvirt", "var/cache/libvirt",
                                   "var/log/libvirt")):
             os.makedirs(bind_source(node_dir, target))
-    _libvirt_tree(node_dir, index)
+    _libvirt_tree(node_dir, index, cfg.paths.qemu_caps_dir)
     pcmk = bind_source(node_dir, "var/lib/pacemaker")
     for sub in PCMK_DIRS:
         os.makedirs(os.path.join(pcmk, sub))

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from vmha.lab.config import LabPaths
+from vmha.lab.config import LAB_POOL_DIR, LAB_POOL_MIB, LabPaths
 from vmha.lab.nodefiles import BIND_DIRS, BIND_FILES, bind_source
 from vmha.ocf.runner import CommandError, CommandRunner, find_program
 
@@ -53,6 +53,8 @@ def setup_mounts(runner: CommandRunner, node_dir: str, name: str) -> None:
     must(["mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/dev/shm"])  # noqa: S108
     for target in (*BIND_DIRS, *BIND_FILES):
         must(["mount", "--bind", bind_source(node_dir, target), "/" + target])
+    # the host's storage pool: its own small filesystem, so filling it touches nothing else
+    must(["mount", "-t", "tmpfs", "-o", f"size={LAB_POOL_MIB}m,mode=711", "tmpfs", LAB_POOL_DIR])
     if os.path.exists(KVM_DEVICE):
         # Lab guests are TCG.  A /dev/kvm that QEMU's capability probe can open but the
         # QEMU user cannot makes libvirt judge its cached capabilities stale at every

@@ -1,7 +1,10 @@
 """What the demo, the lab tests and the benchmark do to a lab, and how long it takes.
 
 Every time is measured from the user's action (``pcs resource move`` issued, plug pulled)
-to what the cluster reports (``crm_mon``: Started on the other host), polling at 10 Hz.
+to the moment the cluster recorded the outcome (Started on the other host): ``crm_mon`` is
+polled a few times a second to know that it happened, and the controllers' own event times
+(Pacemaker alerts, ``vmha.lab.events``) say when.  Polling faster only stole CPU from the
+cluster it measured.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmha.lab import proc
+from vmha.lab import events, proc
 from vmha.lab.cluster import ClusterStatus, OpFailure
 from vmha.lab.config import guest_address, node_netns
 from vmha.lab.image import HTTP_PORT
 from vmha.lab.lab import Lab, LabError, wait_until
 from vmha.ocf.runner import CommandTimedOut
 
-POLL_S = 0.1
+POLL_S = 0.25
 
 
 def locations(lab: Lab, host: str | None = None) -> dict[str, str | None]:
@@ -48,42 +51,67 @@ class Migration:
     vm: str
     source: str | None
     target: str
-    started_s: float  # pcs resource move issued -> crm_mon: Started on target
+    started_s: float  # pcs resource move issued -> Started on target (the cluster's own time)
     command_s: float  # how long ``pcs resource move`` itself took (it waits, then clears)
+    observed_s: float = 0.0  # when a crm_mon poll first showed it (an upper bound)
+    timing: str = "polling"  # "alerts": started_s is the controller's time of the last step
+    live: bool = False  # a successful migrate_to took it there (not a stop and a start)
+    steps: dict[str, float] = field(default_factory=dict)  # op -> its run time, and the lead-in
 
     def to_json(self) -> dict[str, Any]:
         return {"vm": self.vm, "source": self.source, "target": self.target,
-                "migration_s": round(self.started_s, 2), "pcs_move_s": round(self.command_s, 2)}
+                "migration_s": round(self.started_s, 2), "pcs_move_s": round(self.command_s, 2),
+                "observed_s": round(self.observed_s, 2), "timing": self.timing, "live": self.live,
+                "steps_s": {k: round(v, 3) for k, v in self.steps.items()}}
+
+
+def op_steps(ops: list[events.Event], t0: float) -> dict[str, float]:
+    """What each operation took (its own run time), and ``lead_in``: from ``t0`` to the start
+    of the first (for a migration: pcs, the CIB write and the scheduler)."""
+    steps: dict[str, float] = {}
+    if ops:
+        steps["lead_in"] = max(0.0, ops[0].began - t0)
+    for op in ops:
+        key = op.task if op.task not in steps else f"{op.task}@{op.node}"
+        steps[key] = (op.exec_ms or 0) / 1000.0
+    return steps
 
 
 def migrate(lab: Lab, vm: str, target: str, timeout: float = 120.0) -> Migration:
-    """``pcs resource move VM TARGET`` as a user types it; measured until crm_mon shows it
+    """``pcs resource move VM TARGET`` as a user types it; timed until the cluster has it
     Started on TARGET (pcs keeps waiting a few seconds more to clear its constraint).
 
     Raises LabError when it does not get there in time or pcs fails.
     """
     source = locations(lab).get(vm)
     outcome: list[BaseException | float] = []
-    t0 = time.monotonic()
+    t0 = time.time()
 
     def move() -> None:
         try:
             lab.pcs("resource", "move", vm, target, timeout=timeout)
-            outcome.append(time.monotonic() - t0)
+            outcome.append(time.time() - t0)
         except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
             outcome.append(exc)
 
     worker = threading.Thread(target=move, name=f"pcs-move-{vm}", daemon=True)
     worker.start()
     started = wait_until(lambda: outcome and isinstance(outcome[0], BaseException) or (
-        (s := lab.crm()) and s.started_on(vm) == target), timeout, 0.05)
-    started_s = time.monotonic() - t0
+        (s := lab.crm()) and s.started_on(vm) == target), timeout, POLL_S)
+    seen = time.time()
     worker.join(timeout)
     if outcome and isinstance(outcome[0], BaseException):
         raise LabError(f"pcs resource move {vm} {target}: {outcome[0]}")
     if not started or not outcome:
         raise LabError(f"{vm} not Started on {target} {timeout:.0f}s after pcs resource move")
-    return Migration(vm, source, target, started_s, float(outcome[0]))  # type: ignore[arg-type]
+    result = Migration(vm, source, target, seen - t0, float(outcome[0]),  # type: ignore[arg-type]
+                       observed_s=seen - t0)
+    ops = events.operations(lab.events(t0), vm, t0, seen)
+    if ops:
+        result.started_s, result.timing = ops[-1].at - t0, "alerts"
+        result.live = any(op.task == "migrate_to" and op.ok for op in ops)
+        result.steps = op_steps(ops, t0)
+    return result
 
 
 def settle(lab: Lab, timeout: float = 120.0) -> dict[str, str] | None:
@@ -105,20 +133,23 @@ class Failover:
     victim: str
     vms: list[str]
     failover_s: float | None = None  # plug pulled -> every VM of the victim Started elsewhere
-    detection_s: float | None = None  # -> a survivor shows the victim offline
-    fenced_s: float | None = None  # -> stonith history shows the victim's reboot completed
+    detection_s: float | None = None  # -> a survivor's controller saw the victim lost
+    fenced_s: float | None = None  # -> the fencing of the victim succeeded
     per_vm_s: dict[str, float] = field(default_factory=dict)
     started_on: dict[str, str] = field(default_factory=dict)
+    start_exec_s: dict[str, float] = field(default_factory=dict)  # each VM's start, as it ran
     fenced: bool = False
     fence_history: str = ""
     rejoin_s: float | None = None
+    timing: str = "polling"
 
     def to_json(self) -> dict[str, Any]:
         r = {k: v for k, v in self.__dict__.items() if k != "fence_history"}
         for k, v in r.items():
             if isinstance(v, float):
                 r[k] = round(v, 2)
-        r["per_vm_s"] = {k: round(v, 2) for k, v in self.per_vm_s.items()}
+        for k in ("per_vm_s", "start_exec_s"):
+            r[k] = {vm: round(v, 2) for vm, v in getattr(self, k).items()}
         return r
 
 
@@ -132,19 +163,23 @@ def fence_events(lab: Lab, host: str) -> list[dict[str, str]]:
 
 
 def power_off(lab: Lab, victim: str, timeout: float = 180.0, rejoin: bool = True) -> Failover:
-    """Pull ``victim``'s plug; measure detection, fencing and recovery of its VMs."""
+    """Pull ``victim``'s plug; measure detection, fencing and recovery of its VMs.
+
+    Polled slowly (crm_mon on a survivor) to know when every VM is Started elsewhere; the
+    times are the controllers' own (vmha.lab.events), the poll's when an event is missing.
+    """
     before = locations(lab)
     vms = [vm for vm, h in before.items() if h == victim]
     survivors = [h for h in lab.hosts if h != victim]
     result = Failover(victim, vms)
-    t0 = time.monotonic()
+    t0 = time.time()
     reply = lab.power.request(f"off {victim}", 30.0)
     if not reply.startswith("OFF"):
         raise LabError(f"power off {victim}: {reply}")
     end = t0 + timeout
-    while time.monotonic() < end:
-        now = time.monotonic() - t0
+    while time.time() < end and len(result.per_vm_s) < len(vms):
         s: ClusterStatus | None = lab.crm(survivors[0])
+        now = time.time() - t0
         if s:
             node = s.nodes.get(victim)
             if result.detection_s is None and node is not None and not node.online:
@@ -154,26 +189,35 @@ def power_off(lab: Lab, victim: str, timeout: float = 180.0, rejoin: bool = True
                 if vm not in result.per_vm_s and where and where != victim:
                     result.per_vm_s[vm] = now
                     result.started_on[vm] = where
-        if result.fenced_s is None and result.detection_s is not None:
-            if any(e.get("target") == victim and e.get("status") == "success"
-                   for e in fence_events(lab, survivors[0])):
-                result.fenced_s = time.monotonic() - t0
-        if len(result.per_vm_s) == len(vms) and result.fenced_s is not None:
-            break
         time.sleep(POLL_S)
+    seen = time.time()
+    found = lab.events(t0)
+    lost = events.first(found, t0, kind="node", node=victim, desc="lost")
+    fencing = [e for e in found if e.kind == "fencing" and e.node == victim and e.rc == 0]
+    if lost:
+        result.detection_s, result.timing = lost.at - t0, "alerts"
+    if fencing:
+        result.fenced_s = fencing[0].at - t0
+    for vm in list(result.per_vm_s):
+        ops = events.operations(found, vm, t0, seen)
+        if ops:
+            result.per_vm_s[vm] = ops[-1].at - t0
+            result.start_exec_s[vm] = (ops[-1].exec_ms or 0) / 1000.0
     if len(result.per_vm_s) == len(vms):
         result.failover_s = max(result.per_vm_s.values(), default=0.0)
-    events = fence_events(lab, survivors[0])
+    history = fence_events(lab, survivors[0])
     result.fenced = any(e.get("target") == victim and e.get("action") in ("reboot", "off")
-                        and e.get("status") == "success" for e in events)
+                        and e.get("status") == "success" for e in history)
+    if result.fenced_s is None and result.fenced:
+        result.fenced_s = result.detection_s  # no alert: the history proves it, not when
     result.fence_history = lab.exec(survivors[0], ["stonith_admin", "--history", "*"],
                                     timeout=15).stdout
     if rejoin:
         # the fence device's "reboot" powers the host back on: wait for it to rejoin
         want = sorted(lab.hosts)
         if wait_until(lambda: (st := lab.crm(survivors[0])) and st.online() == want,
-                      max(5.0, end - time.monotonic()), 0.2):
-            result.rejoin_s = time.monotonic() - t0
+                      max(5.0, end - time.time()), 0.2):
+            result.rejoin_s = time.time() - t0
     return result
 
 

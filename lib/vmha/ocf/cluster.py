@@ -81,6 +81,18 @@ class ClusterTools:
             raise ClusterCommandFailed(f"cibadmin answered something that is not XML: {exc.msg}") from None
         return {nv.get("name", ""): nv.get("value", "") for nv in root.iter("nvpair")}
 
+    def resource_meta(self, resource: str, name: str, *, timeout: float) -> str | None:
+        """The meta attribute ``name`` in effect for ``resource`` (its own, else its clone's or
+        group's), None when neither sets it.  Pacemaker passes only some meta attributes to
+        an agent's environment; this reads the configuration."""
+        done = self._runner.run(
+            ["crm_resource", "--resource", resource, "--meta", "--get-parameter", name, "--quiet"],
+            timeout=timeout,
+        )
+        if done.rc == 105:  # set nowhere
+            return None
+        return _check(done).stdout.strip() or None
+
     def local_node(self, *, timeout: float) -> str:
         return _check(self._runner.run(["crm_node", "--name"], timeout=timeout)).stdout.strip()
 

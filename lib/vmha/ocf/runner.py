@@ -62,10 +62,14 @@ def find_program(name: str, dirs: Sequence[str] = SEARCH_DIRS) -> str:
     raise CommandNotFound(f"{name} is not installed (looked in {', '.join(dirs)})")
 
 
-def child_env(base: Mapping[str, str] | None = None, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_env(
+    base: Mapping[str, str] | None = None,
+    extra: Mapping[str, str] | None = None,
+    unset: Sequence[str] = (),
+) -> dict[str, str]:
     env = {"LC_ALL": "C", "LANG": "C", "PATH": ":".join(SEARCH_DIRS)}
     for key, value in (base or {}).items():
-        if key.startswith(_PASS_PREFIXES):
+        if key.startswith(_PASS_PREFIXES) and key not in unset:
             env[key] = value
     env.update(extra or {})
     return env
@@ -84,8 +88,10 @@ class CommandRunner:
         timeout: float,
         stdin: str | None = None,
         env_extend: Mapping[str, str] | None = None,
+        env_unset: Sequence[str] = (),
     ) -> Completed:
         """Run ``argv`` (argv[0] a program name or absolute path) and wait at most ``timeout`` s.
+        ``env_unset``: variables of ours the program must not see.
 
         Raises CommandNotFound, CommandTimedOut.
         """
@@ -106,7 +112,7 @@ class CommandRunner:
                 stderr=subprocess.PIPE,
                 text=True,
                 errors="replace",
-                env=child_env(self._base_env, env_extend),
+                env=child_env(self._base_env, env_extend, env_unset),
                 close_fds=True,
                 start_new_session=True,
             )

@@ -1,0 +1,184 @@
+"""Node health in the lab: ocf:vmha:HypervisorHealth as a clone, migrate-on-red, and a host
+whose storage fills up.
+
+Each lab host has a storage pool on its own 16 MiB tmpfs (``config.LAB_POOL``).  Filling it
+with one preallocated file leaves under 2 % free, HypervisorHealth's default red threshold,
+without touching anything else on the host: the VMs can still be live-migrated, which is
+the point of moving them while the host is sick rather than after it died.  The clone and
+the cluster property are set with pcs exactly as the README tells a user.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmha.lab import events
+from vmha.lab.config import HEALTH_ATTRIBUTE, LAB_POOL, LAB_POOL_DIR, LAB_POOL_MIB
+from vmha.lab.lab import Lab, LabError, wait_until
+from vmha.lab.scenarios import POLL_S, locations
+from vmha.ocf.runner import CommandTimedOut
+
+HEALTH_RSC = "hv-health"
+FILLER = f"{LAB_POOL_DIR}/vmha-lab-filler"
+# leaves 128 KiB of 16 MiB free (0.8 %): red, below the default 2 %
+FILL_BYTES = LAB_POOL_MIB * 1024 * 1024 - 128 * 1024
+
+
+def enable(lab: Lab, *, interval: str = "2s", timeout: float = 90.0) -> list[list[str]]:
+    """The health clone on every host and node-health-strategy=migrate-on-red; returns the
+    pcs commands run.  Raises LabError unless every host reports green in time."""
+    steps = [
+        ["resource", "create", HEALTH_RSC, "ocf:vmha:HypervisorHealth", f"storage_pools={LAB_POOL}",
+         "op", "monitor", f"interval={interval}", "timeout=20s",
+         "clone", "meta", "allow-unhealthy-nodes=true"],
+        ["property", "set", "node-health-strategy=migrate-on-red"],
+    ]
+    for args in steps:
+        lab.log("# pcs " + " ".join(args))
+        lab.pcs(*args)
+    want = {h: "green" for h in lab.hosts}
+    if not wait_until(lambda: colours(lab) == want, timeout, POLL_S):
+        raise LabError(f"hosts not all green {timeout:.0f}s after {HEALTH_RSC} started: {colours(lab)}")
+    return steps
+
+
+def disable(lab: Lab) -> None:
+    """Back to no node health: the property first (a leftover red must not move VMs)."""
+    lab.pcs("property", "unset", "node-health-strategy")
+    lab.pcs("resource", "delete", HEALTH_RSC)
+
+
+_HOST_VALUE = re.compile(r'host="([^"]*)"\s+value="([^"]*)"')
+
+
+def colours(lab: Lab, host: str | None = None) -> dict[str, str]:
+    """node -> its #health-vmha value, as attrd has it (crm_mon does not show "#" attributes);
+    a deleted value ("") is left out."""
+    h = host or lab.online_host()
+    if not h:
+        return {}
+    try:
+        done = lab.exec(h, ["attrd_updater", "--query", "--all", "--name", HEALTH_ATTRIBUTE], timeout=15)
+    except (LabError, CommandTimedOut):
+        return {}
+    return {node: value for node, value in _HOST_VALUE.findall(done.stdout) if value}
+
+
+def fill_pool(lab: Lab, host: str) -> None:
+    """Raises LabError when the file cannot be written."""
+    done = lab.exec(host, ["fallocate", "-l", str(FILL_BYTES), FILLER], timeout=30)
+    if not done.ok:
+        raise LabError(f"cannot fill {LAB_POOL} on {host}: {done.stderr.strip()}")
+
+
+def heal_pool(lab: Lab, host: str) -> None:
+    lab.exec(host, ["rm", "-f", FILLER], timeout=30)
+
+
+def red_timeline(found: list[events.Event]) -> list[tuple[float, frozenset[str]]]:
+    """(time, the nodes red from then on) at every change of the health attribute."""
+    red: set[str] = set()
+    timeline = []
+    for e in found:
+        if e.kind == "attribute" and e.attribute == HEALTH_ATTRIBUTE:
+            (red.add if e.value == "red" else red.discard)(e.node)
+            timeline.append((e.at, frozenset(red)))
+    return timeline
+
+
+@dataclass
+class Evacuation:
+    host: str
+    vms: list[str]
+    red_s: float | None = None  # pool filled -> the host's #health-vmha turned red
+    evacuation_s: float | None = None  # -> every VM of the host Started elsewhere
+    per_vm_s: dict[str, float] = field(default_factory=dict)
+    moved_to: dict[str, str] = field(default_factory=dict)
+    live: dict[str, bool] = field(default_factory=dict)  # moved by a live migration
+    green_again_s: float | None = None  # pool emptied -> green again
+    timing: str = "polling"
+
+    def to_json(self) -> dict[str, Any]:
+        r: dict[str, Any] = dict(self.__dict__)
+        for k, v in r.items():
+            if isinstance(v, float):
+                r[k] = round(v, 2)
+        r["per_vm_s"] = {vm: round(v, 2) for vm, v in self.per_vm_s.items()}
+        return r
+
+
+def evacuate(lab: Lab, host: str, *, timeout: float = 120.0, heal: bool = True) -> Evacuation:
+    """Fill ``host``'s pool; time until its VMs run elsewhere; then (``heal``) empty the pool
+    and wait for green.  Raises LabError if the VMs do not leave in time."""
+    vms = [vm for vm, h in locations(lab).items() if h == host]
+    result = Evacuation(host, vms)
+    t0 = time.time()
+    fill_pool(lab, host)
+    try:
+        def gone() -> dict[str, str] | None:
+            where = locations(lab)
+            moved = {vm: h for vm in vms if (h := where.get(vm)) and h != host}
+            return moved if len(moved) == len(vms) else None
+
+        moved = wait_until(gone, timeout, POLL_S)
+        seen = time.time()
+        if not moved:
+            raise LabError(f"the VMs of {host} did not leave {timeout:.0f}s after its pool filled: "
+                           f"{locations(lab)}, health {colours(lab)}")
+        result.moved_to = moved
+        found = lab.events(t0)
+        red = events.first(found, t0, kind="attribute", node=host, attribute=HEALTH_ATTRIBUTE, value="red")
+        if red:
+            result.red_s, result.timing = red.at - t0, "alerts"
+        for vm in vms:
+            ops = events.operations(found, vm, t0, seen)
+            result.per_vm_s[vm] = (ops[-1].at if ops else seen) - t0
+            result.live[vm] = any(op.task == "migrate_to" and op.ok for op in ops)
+        result.evacuation_s = max(result.per_vm_s.values(), default=0.0)
+    finally:
+        if heal:
+            t1 = time.time()
+            heal_pool(lab, host)
+            if wait_until(lambda: colours(lab).get(host) == "green", 60.0, POLL_S):
+                result.green_again_s = time.time() - t1
+    return result
+
+
+@dataclass
+class BothBroken:
+    most_red_at_once: int
+    timeline: list[tuple[float, list[str]]]  # (seconds after the break, nodes red)
+    colours: dict[str, str]  # at the end
+    locations: dict[str, str | None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"most_red_at_once": self.most_red_at_once, "colours": self.colours,
+                "locations": self.locations, "timeline": self.timeline}
+
+
+def break_all(lab: Lab, *, watch_s: float = 15.0, heal: bool = True) -> BothBroken:
+    """Fill every host's pool at once, watch for ``watch_s``, then empty them again."""
+    t0 = time.time()
+    for host in lab.hosts:
+        fill_pool(lab, host)
+    polled_most = 0
+    try:
+        end = t0 + watch_s
+        while time.time() < end:
+            polled_most = max(polled_most, sum(1 for c in colours(lab).values() if c == "red"))
+            time.sleep(POLL_S)
+        timeline = red_timeline(lab.events(t0))
+        most = max([len(red) for _, red in timeline] + [polled_most])
+        return BothBroken(
+            most_red_at_once=most,
+            timeline=[(round(at - t0, 2), sorted(red)) for at, red in timeline],
+            colours=colours(lab),
+            locations=locations(lab),
+        )
+    finally:
+        if heal:
+            for host in lab.hosts:
+                heal_pool(lab, host)
