@@ -101,15 +101,21 @@ def test_scripted_runner_refuses_an_unexpected_argv():
         runner.assert_done()
 
 
-META = ["crm_resource", "--resource", "hh", "--meta", "--get-parameter", "allow-unhealthy-nodes", "--quiet"]
+TOP = ["cibadmin", "--query", "--xpath", "//primitive[@id='hh']/ancestor-or-self::*[parent::resources]"]
 
 
-def test_resource_meta(scripted_runner):
+def test_top_level_meta_reads_the_clone_not_the_primitive(scripted_runner):
     tools = ClusterTools(scripted_runner)
-    scripted_runner.expect(META, stdout="true\n")
-    assert tools.resource_meta("hh", "allow-unhealthy-nodes", timeout=5) == "true"
-    scripted_runner.expect(META, rc=105, stderr="No such device or address")
-    assert tools.resource_meta("hh", "allow-unhealthy-nodes", timeout=5) is None
-    scripted_runner.expect(META, rc=102, stderr="Could not connect to the CIB: Transport endpoint is not connected")
+    clone = ('<clone id="c"><meta_attributes id="m"><nvpair id="n" name="allow-unhealthy-nodes" value="true"/>'
+             '</meta_attributes><primitive id="hh"/></clone>')
+    scripted_runner.expect(TOP, stdout=clone)
+    assert tools.top_level_meta("hh", "allow-unhealthy-nodes", timeout=5) == "true"
+    inner = ('<clone id="c"><primitive id="hh"><meta_attributes id="m"><nvpair id="n" '
+             'name="allow-unhealthy-nodes" value="true"/></meta_attributes></primitive></clone>')
+    scripted_runner.expect(TOP, stdout=inner)
+    assert tools.top_level_meta("hh", "allow-unhealthy-nodes", timeout=5) is None
+    scripted_runner.expect(TOP, rc=105, stderr="No such device or address")
+    assert tools.top_level_meta("hh", "allow-unhealthy-nodes", timeout=5) is None
+    scripted_runner.expect(TOP, rc=102, stderr="Could not connect to the CIB")
     with pytest.raises(ClusterCommandFailed, match="rc 102"):
-        tools.resource_meta("hh", "allow-unhealthy-nodes", timeout=5)
+        tools.top_level_meta("hh", "allow-unhealthy-nodes", timeout=5)

@@ -46,8 +46,15 @@ CLAIM_SET = ["attrd_updater", "--name", CLAIM, "--update", STAMP, "--private"]
 CLAIM_QUERY = ["attrd_updater", "--query", "--all", "--name", CLAIM]
 CLAIM_DELETE = ["attrd_updater", "--name", CLAIM, "--delete"]
 TWO = "1 ha1 member\n2 ha2 member\n"
-META = ["crm_resource", "--resource", "hh", "--meta", "--get-parameter", "allow-unhealthy-nodes", "--quiet"]
-META_TRUE = {"stdout": "true\n"}
+META = ["cibadmin", "--query", "--xpath", "//primitive[@id='hh']/ancestor-or-self::*[parent::resources]"]
+
+
+def clone_xml(meta=""):
+    return (f'<clone id="hh-clone"><meta_attributes id="m">{meta}</meta_attributes>'
+            '<primitive id="hh" class="ocf" provider="vmha" type="HypervisorHealth"/></clone>')
+
+
+META_TRUE = {"stdout": clone_xml('<nvpair id="a" name="allow-unhealthy-nodes" value="true"/>')}
 
 
 def util(name, value, node="ha1"):
@@ -644,23 +651,32 @@ def test_utilization_failure_is_retried_later_not_fatal(h):
 
 
 def test_start_warns_without_allow_unhealthy_nodes(h):
-    """Pacemaker does not pass allow-unhealthy-nodes to the agent: start reads it (from the
-    primitive or its clone) with crm_resource; Pacemaker passing it one day is used as is."""
+    """Pacemaker does not pass allow-unhealthy-nodes to the agent, and the scheduler reads it
+    on the clone only (pcs 0.11's ``clone meta x=y`` puts it on the primitive): start reads
+    the clone's own meta attributes from the CIB."""
     h.started()
     assert "allow-unhealthy-nodes" not in h.log.getvalue()
-    h.runner.expect(META, rc=105, stderr="crm_resource: Error performing operation: No such device or address")
+    on_primitive = ('<clone id="hh-clone"><primitive id="hh" class="ocf" provider="vmha" type="HypervisorHealth">'
+                    '<meta_attributes id="p"><nvpair id="b" name="allow-unhealthy-nodes" value="true"/>'
+                    "</meta_attributes></primitive></clone>")
+    for answer in ({"stdout": on_primitive}, {"rc": 105, "stderr": "Call cib_query failed: No such device or address"}):
+        h.log.seek(0)
+        h.log.truncate(0)
+        h.runner.expect(META, **answer)
+        h.runner.expect([*SET, "green"])
+        h.runner.expect(query("cpu"), stdout="16\n")
+        h.runner.expect(query("hv_memory"), stdout="2048\n")
+        h.runner.expect(query("host_memory"), stdout="2048\n")
+        h.agent("start").start()
+        assert "set meta allow-unhealthy-nodes=true on this clone" in h.log.getvalue()
+    h.log.seek(0)
+    h.log.truncate(0)
+    h.runner.expect(META, rc=102, stderr="Could not connect to the CIB")  # no cluster: no warning
     h.runner.expect([*SET, "green"])
     h.runner.expect(query("cpu"), stdout="16\n")
     h.runner.expect(query("hv_memory"), stdout="2048\n")
     h.runner.expect(query("host_memory"), stdout="2048\n")
     h.agent("start").start()
-    assert "set meta allow-unhealthy-nodes=true" in h.log.getvalue()
-    h.log.truncate(0)
-    h.runner.expect([*SET, "green"])
-    h.runner.expect(query("cpu"), stdout="16\n")
-    h.runner.expect(query("hv_memory"), stdout="2048\n")
-    h.runner.expect(query("host_memory"), stdout="2048\n")
-    h.agent("start", CRM_meta_allow_unhealthy_nodes="true").start()
     assert "allow-unhealthy-nodes" not in h.log.getvalue()
 
 

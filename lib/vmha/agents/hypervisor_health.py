@@ -587,17 +587,17 @@ class HypervisorHealth:
         """Warn when the clone lacks allow-unhealthy-nodes=true: without it migrate-on-red
         stops this agent on its own red node, the stop removes the red, the node is healthy
         again, the agent starts, and round it goes.  Pacemaker does not pass that meta
-        attribute to the agent, so the configuration is asked (once, at start)."""
-        value = self.ctx.meta.get("allow_unhealthy_nodes")
-        if value is None:
-            try:
-                value = self.tools.cluster.resource_meta(
-                    self.ctx.resource_id, "allow-unhealthy-nodes", timeout=self._command_timeout()
-                )
-            except CommandError as exc:
-                self.log.debug(f"allow-unhealthy-nodes not read: {exc}")
-                return
+        attribute to the agent, so the configuration is asked (once, at start).  Raises
+        nothing: not knowing only costs the warning."""
+        try:
+            value = self.tools.cluster.top_level_meta(
+                self.ctx.resource_id, "allow-unhealthy-nodes", timeout=self._command_timeout()
+            )
+        except CommandError as exc:
+            self.log.debug(f"allow-unhealthy-nodes not read: {exc}")
+            return
         if (value or "").lower() not in ("true", "1", "yes", "on", "y"):
+            # The scheduler reads it on the clone only; on the primitive it does nothing.
             self.log.warning("set meta allow-unhealthy-nodes=true on this clone: a red node stops its health agent")
 
     def stop(self) -> None:

@@ -30,10 +30,13 @@ FILL_BYTES = LAB_POOL_MIB * 1024 * 1024 - 128 * 1024
 def enable(lab: Lab, *, interval: str = "2s", timeout: float = 90.0) -> list[list[str]]:
     """The health clone on every host and node-health-strategy=migrate-on-red; returns the
     pcs commands run.  Raises LabError unless every host reports green in time."""
+    # allow-unhealthy-nodes on the clone itself (the scheduler reads it there only), set the
+    # same way with pcs 0.11 and 0.12 (whose "clone meta ..." syntaxes differ)
     steps = [
         ["resource", "create", HEALTH_RSC, "ocf:vmha:HypervisorHealth", f"storage_pools={LAB_POOL}",
-         "op", "monitor", f"interval={interval}", "timeout=20s",
-         "clone", "meta", "allow-unhealthy-nodes=true"],
+         "op", "monitor", f"interval={interval}", "timeout=20s", "clone", "--disabled"],
+        ["resource", "meta", f"{HEALTH_RSC}-clone", "allow-unhealthy-nodes=true"],
+        ["resource", "enable", f"{HEALTH_RSC}-clone"],
         ["property", "set", "node-health-strategy=migrate-on-red"],
     ]
     for args in steps:

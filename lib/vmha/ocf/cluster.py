@@ -10,7 +10,7 @@ Raises:
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from vmha.ocf.runner import CommandError, CommandRunner, Completed
 
@@ -31,6 +31,17 @@ def _check(done: Completed) -> Completed:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise ClusterCommandFailed(f"{tool} failed (rc {done.rc}): {detail[-1] if detail else 'no output'}")
     return done
+
+
+def _parse_cib_xml(text: str) -> Any:
+    """cibadmin's answer, parsed without entities, DTDs or network.  Raises ClusterCommandFailed."""
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        return etree.fromstring(text.encode(), parser)
+    except etree.XMLSyntaxError as exc:
+        raise ClusterCommandFailed(f"cibadmin answered something that is not XML: {exc.msg}") from None
 
 
 class ClusterTools:
@@ -71,27 +82,26 @@ class ClusterTools:
         )
         if done.rc == 105:  # no utilization section yet
             return {}
-        _check(done)
-        from lxml import etree
-
-        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
-        try:
-            root = etree.fromstring(done.stdout.encode(), parser)
-        except etree.XMLSyntaxError as exc:
-            raise ClusterCommandFailed(f"cibadmin answered something that is not XML: {exc.msg}") from None
+        root = _parse_cib_xml(_check(done).stdout)
         return {nv.get("name", ""): nv.get("value", "") for nv in root.iter("nvpair")}
 
-    def resource_meta(self, resource: str, name: str, *, timeout: float) -> str | None:
-        """The meta attribute ``name`` in effect for ``resource`` (its own, else its clone's or
-        group's), None when neither sets it.  Pacemaker passes only some meta attributes to
-        an agent's environment; this reads the configuration."""
-        done = self._runner.run(
-            ["crm_resource", "--resource", resource, "--meta", "--get-parameter", name, "--quiet"],
-            timeout=timeout,
-        )
-        if done.rc == 105:  # set nowhere
+    def top_level_meta(self, resource: str, name: str, *, timeout: float) -> str | None:
+        """The meta attribute ``name`` of the top-level resource holding ``resource`` (its
+        clone or group, or itself when it stands alone), None when unset there.
+
+        The scheduler reads some meta attributes (allow-unhealthy-nodes) only there, and
+        Pacemaker passes few meta attributes to an agent: this reads the configuration.
+        Raises CommandError (ClusterCommandFailed when the CIB cannot be read).
+        """
+        xpath = f"//primitive[@id='{resource}']/ancestor-or-self::*[parent::resources]"
+        done = self._runner.run(["cibadmin", "--query", "--xpath", xpath], timeout=timeout)
+        if done.rc == 105:  # no such resource
             return None
-        return _check(done).stdout.strip() or None
+        top = _parse_cib_xml(_check(done).stdout)
+        for nvpair in top.iterfind("meta_attributes/nvpair"):
+            if nvpair.get("name") == name:
+                return str(nvpair.get("value", ""))
+        return None
 
     def local_node(self, *, timeout: float) -> str:
         return _check(self._runner.run(["crm_node", "--name"], timeout=timeout)).stdout.strip()
