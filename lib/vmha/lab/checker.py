@@ -42,10 +42,12 @@ class DoubleRun:
     hosts: tuple[str, ...]
     start: float  # time.time() of the first overlapping instant
     overlap_s: float
+    seen_by: tuple[str, ...] = ()  # per host: "libvirt" or "proc" (the stale-libvirt fallback)
 
     def to_json(self) -> dict[str, Any]:
         return {"uuid": self.uuid, "name": self.name, "hosts": list(self.hosts),
-                "at": round(self.start, 3), "overlap_s": round(self.overlap_s, 3)}
+                "at": round(self.start, 3), "overlap_s": round(self.overlap_s, 3),
+                "seen_by": list(self.seen_by)}
 
 
 @dataclass
@@ -70,12 +72,17 @@ class Tracker:
         self._reported: set[tuple[str, tuple[str, ...], int]] = set()
         self._wall_offset = time.time() - clock()
         self.samples = 0
+        self._via: dict[tuple[str, str], str] = {}
 
-    def sample(self, host: str, t_start: float, t_end: float, running: dict[str, str]) -> None:
-        """``running``: uuid -> name of the domains seen running on ``host`` in one poll."""
+    def sample(self, host: str, t_start: float, t_end: float, running: dict[str, str],
+               via: str = "libvirt") -> None:
+        """``running``: uuid -> name of the domains seen running on ``host`` in one poll;
+        ``via``: how it was seen (reported with an incident)."""
         with self._lock:
             self.samples += 1
             self._names.update(running)
+            for uuid in running:
+                self._via[(host, uuid)] = via
             for (h, uuid), track in self._tracks.items():
                 if h == host and uuid not in running and track.first_end is not None:
                     # stopped or gone: close the run; the next one is a new run
@@ -115,7 +122,8 @@ class Tracker:
                             self._reported.add(key)
                             self.incidents.append(DoubleRun(
                                 uuid, self._names.get(uuid, "?"), pair,
-                                lo + self._wall_offset, hi - lo))
+                                lo + self._wall_offset, hi - lo,
+                                tuple(self._via.get((h, uuid), "?") for h in pair)))
 
 
 class HostObserver(threading.Thread):
@@ -227,7 +235,7 @@ class DoubleRunChecker:
             seen = qemu_uuids_by_host(stale)
             t1 = time.monotonic()
             for host in stale:
-                self.tracker.sample(host, t0, t1, seen[host])
+                self.tracker.sample(host, t0, t1, seen[host], via="proc")
                 self.fallback_samples += 1
 
     @property

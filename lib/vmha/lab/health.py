@@ -185,3 +185,23 @@ def break_all(lab: Lab, *, watch_s: float = 15.0, heal: bool = True) -> BothBrok
         if heal:
             for host in lab.hosts:
                 heal_pool(lab, host)
+
+
+def monitor_now(lab: Lab, host: str, *, interval_ms: int = 2000, timeout_ms: int = 20000) -> int:
+    """Run the health clone's monitor on ``host`` now, as pacemaker-execd runs it (same
+    parameters, environment and state directory); returns its exit code.  ``crm_resource
+    --force-check`` will not do: it runs a probe, which answers from local state."""
+    env = {
+        "OCF_ROOT": "/usr/lib/ocf",
+        "OCF_RESOURCE_INSTANCE": HEALTH_RSC,
+        "OCF_RESOURCE_TYPE": "HypervisorHealth",
+        "OCF_RESOURCE_PROVIDER": "vmha",
+        "OCF_RESKEY_storage_pools": LAB_POOL,
+        "OCF_RESKEY_CRM_meta_interval": str(interval_ms),
+        "OCF_RESKEY_CRM_meta_timeout": str(timeout_ms),
+        "OCF_RESKEY_CRM_meta_on_node": host,
+        "HA_RSCTMP": "/run/resource-agents",
+    }
+    done = lab.exec(host, ["/usr/lib/ocf/resource.d/vmha/HypervisorHealth", "monitor"],
+                    timeout=timeout_ms / 1000 + 5, env=env)
+    return done.rc
