@@ -42,6 +42,34 @@ class TestTracker:
         assert t.incidents[0].hosts == ("A", "B")
         assert t.incidents[0].name == "vm"
 
+    def test_handover_lag_of_a_live_migration_is_not_a_double_run(self) -> None:
+        """libvirt on the source still says running 0.3 s after the destination, which says
+        it runs because the migration came in: the STOP event was late, not the guest."""
+        t = Tracker()
+        for i in range(60):
+            ts = i * 0.2
+            t.sample("A", ts, ts + 0.01, {"u": "vm"} if ts < 6.3 else {})
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {},
+                     migrated=frozenset({"u"}))
+        assert t.incidents == []
+
+    def test_a_source_that_keeps_running_after_the_handover_is_caught(self) -> None:
+        t = Tracker()
+        for i in range(60):
+            ts = i * 0.2
+            t.sample("A", ts, ts + 0.01, {"u": "vm"} if ts < 8.0 else {})
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {},
+                     migrated=frozenset({"u"}))
+        assert len(t.incidents) == 1 and t.incidents[0].overlap_s >= 1.0
+
+    def test_a_short_overlap_with_a_cold_start_counts(self) -> None:
+        t = Tracker()
+        for i in range(60):
+            ts = i * 0.2
+            t.sample("A", ts, ts + 0.01, {"u": "vm"} if ts < 6.3 else {})
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {})
+        assert len(t.incidents) == 1
+
     def test_one_sample_proves_nothing(self) -> None:
         # a single poll may straddle the switch-over of a migration: no interval from it
         t = Tracker()

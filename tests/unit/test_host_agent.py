@@ -288,6 +288,19 @@ def test_red_published_when_a_peer_is_green(h):
     h.agent().monitor()
 
 
+def test_red_stays_red_when_the_peer_turns_yellow_and_steps_back_when_it_turns_red(h):
+    test_red_published_when_a_peer_is_green(h)
+    h.runner.expect(NODES, stdout=TWO)
+    h.runner.expect(QUERY, stdout=attrs(ha1="red", ha2="yellow"))  # the refuge is sick too
+    h.agent().monitor()  # nothing written: still red, the VMs keep moving to ha2
+    assert h.state()["published"] == "red"
+    h.runner.expect(NODES, stdout=TWO)
+    h.runner.expect(QUERY, stdout=attrs(ha1="red", ha2="red"))
+    h.runner.expect([*SET, "yellow"])
+    note = h.agent().monitor()
+    assert note is not None and "every other node is red or unknown (ha2 red)" in note
+
+
 def test_red_capped_to_yellow_when_no_peer_is_green(h):
     h.started()
     h.break_bridge()

@@ -296,6 +296,22 @@ def test_two_nodes_both_red_at_once_step_back():
         assert v.level is Y
 
 
+def test_a_red_node_stays_red_while_a_peer_is_yellow():
+    """Its VMs are moving to (or already run on) the yellow node: stepping back would call
+    them back or break their migrations half way."""
+    view = peers(("ha1", True, "red"), ("ha2", True, "yellow"))
+    assert hh.cap_red("ha1", R, view, staying=True).level is R
+    assert hh.cap_red("ha1", R, view).level is Y  # but no node turns red onto a yellow one
+
+
+@pytest.mark.parametrize("value", ["red", None, ""])
+def test_a_red_node_steps_back_when_every_other_node_is_red_or_unknown(value):
+    v = hh.cap_red("ha1", R, peers(("ha1", True, "red"), ("ha2", True, value)), staying=True)
+    assert v.level is Y and "every other node is red or unknown" in v.reason
+    v = hh.cap_red("ha1", R, peers(("ha1", True, "red"), ("ha2", False, "yellow")), staying=True)
+    assert v.level is Y and "ha2 offline" in v.reason
+
+
 def test_three_nodes_one_green_is_enough():
     view = peers(("ha1", True, "red"), ("ha2", True, "red"), ("ha3", True, "green"))
     assert hh.cap_red("ha1", R, view).level is R

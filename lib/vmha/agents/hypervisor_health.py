@@ -17,7 +17,8 @@ VM in the cluster.  Before publishing red the agent reads the other nodes' attri
 stays yellow unless one of them is online and green (``cap_red``).  Two hosts turning red at
 the same moment would each see the other green: a host claims red first and steps back when
 another host claims it too (``rival_claims``), so at most one of them turns red.  Checked
-again at every monitor while red, as a second line: two reds step back to yellow.
+again at every monitor while red: a red host stays red while another node is green or yellow
+(its VMs are moving there) and steps back to yellow once every other node is red.
 
 Why stop deletes the attribute: a stopped health agent must not leave a red (or yellow)
 behind that keeps VMs off this host forever.
@@ -398,8 +399,9 @@ class HypervisorHealth:
         except CommandError as exc:
             return hh.cap_red("", level, None, f"this node's name is unknown: {exc}")
         peers, problem = self.read_peers()
-        verdict = hh.cap_red(local, level, peers, problem)
-        if verdict.level is not Level.RED or self.state.get("published") == "red":
+        staying = self.state.get("published") == "red"
+        verdict = hh.cap_red(local, level, peers, problem, staying=staying)
+        if verdict.level is not Level.RED or staying:
             return verdict
         return self._claim_red(local)
 

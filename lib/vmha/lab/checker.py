@@ -10,6 +10,12 @@ How it decides, and why it cannot cry wolf during a live migration:
 - A double run is two hosts' confirmed intervals for one UUID that overlap in time.  During
   a live migration the source is paused before the destination resumes, so their confirmed
   intervals never overlap; a split brain (both running for seconds) always does.
+- One allowance, for the handover itself: libvirt learns that the source's vCPUs stopped
+  from QEMU's STOP event, handled asynchronously; on a loaded machine the source may still
+  say "running" for a moment after the destination resumed.  QEMU stops the source before
+  it sends the last state, so the two cannot both run; an overlap shorter than
+  ``HANDOVER_S`` against a run that began as an incoming migration (libvirt's reason
+  ``migrated``) is that lag.  Longer, or against a run that began any other way, it counts.
 - libvirtd killed or hung (SIGSTOP) on a host is exactly when a double run is most likely,
   and exactly when libvirt cannot answer: when a host's libvirt sample is older than
   ``STALE_S`` the checker falls back to the host's QEMU processes in /proc (``-uuid``),
@@ -31,8 +37,13 @@ from vmha.lab import proc
 from vmha.lab.config import node_netns
 
 POLL_S = 0.2
-STALE_S = 1.0
+# A libvirtd busy with migrations on a loaded 2-core machine can take a second to answer;
+# one that has not answered for this long is hung or gone: /proc is asked instead.
+STALE_S = 2.0
 HISTORY_S = 120.0
+HANDOVER_S = 1.0
+# libvirt's VIR_DOMAIN_RUNNING_MIGRATED: running because an incoming migration completed
+RUNNING_MIGRATED = 2
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,12 @@ class _Track:
     first_end: float | None = None  # end of the first sample of the run in progress
     current: list[float] | None = None  # its confirmed interval so far
     intervals: list[list[float]] = field(default_factory=list)
+    arrived: bool = False  # the run in progress began as an incoming live migration
+    arrivals: list[bool] = field(default_factory=list)  # the same, for each closed interval
 
-    def all_intervals(self) -> list[list[float]]:
-        return self.intervals + ([self.current] if self.current else [])
+    def all_intervals(self) -> list[tuple[list[float], bool]]:
+        closed = list(zip(self.intervals, self.arrivals, strict=True))
+        return closed + ([(self.current, self.arrived)] if self.current else [])
 
 
 class Tracker:
@@ -74,10 +88,11 @@ class Tracker:
         self.samples = 0
         self._via: dict[tuple[str, str], str] = {}
 
-    def sample(self, host: str, t_start: float, t_end: float, running: dict[str, str],
-               via: str = "libvirt") -> None:
+    def sample(self, host: str, t_start: float, t_end: float, running: dict[str, str], *,
+               via: str = "libvirt", migrated: frozenset[str] = frozenset()) -> None:
         """``running``: uuid -> name of the domains seen running on ``host`` in one poll;
-        ``via``: how it was seen (reported with an incident)."""
+        ``via``: how it was seen (reported with an incident); ``migrated``: the uuids whose
+        libvirt state reason says they run because an incoming migration completed."""
         with self._lock:
             self.samples += 1
             self._names.update(running)
@@ -88,12 +103,16 @@ class Tracker:
                     # stopped or gone: close the run; the next one is a new run
                     if track.current:
                         track.intervals.append(track.current)
+                        track.arrivals.append(track.arrived)
                     track.first_end, track.current = None, None
-                    track.intervals = [iv for iv in track.intervals if iv[1] >= t_end - HISTORY_S]
+                    kept = [(iv, a) for iv, a in zip(track.intervals, track.arrivals, strict=True)
+                            if iv[1] >= t_end - HISTORY_S]
+                    track.intervals, track.arrivals = [iv for iv, _ in kept], [a for _, a in kept]
             for uuid in running:
                 track = self._tracks.setdefault((host, uuid), _Track())
                 if track.first_end is None:
                     track.first_end = t_end
+                    track.arrived = uuid in migrated
                 elif track.first_end <= t_start:
                     if track.current is None:
                         track.current = [track.first_end, t_start]
@@ -104,16 +123,18 @@ class Tracker:
     def runs(self, uuid: str) -> dict[str, list[tuple[float, float]]]:
         """host -> confirmed running intervals (time.monotonic) of domain ``uuid``."""
         with self._lock:
-            return {h: [(a, b) for a, b in t.all_intervals()]
+            return {h: [(a, b) for (a, b), _ in t.all_intervals()]
                     for (h, u), t in self._tracks.items() if u == uuid}
 
     def _check(self, uuid: str) -> None:
         hosts = [(h, t.all_intervals()) for (h, u), t in self._tracks.items() if u == uuid]
         for i, (h1, ivs1) in enumerate(hosts):
             for h2, ivs2 in hosts[i + 1:]:
-                for a1, b1 in ivs1:
-                    for a2, b2 in ivs2:
+                for (a1, b1), arrived1 in ivs1:
+                    for (a2, b2), arrived2 in ivs2:
                         lo, hi = max(a1, a2), min(b1, b2)
+                        if (arrived1 or arrived2) and hi - lo < HANDOVER_S:
+                            continue  # the source's "running" outlived the handover (see top)
                         if lo < hi:
                             pair = tuple(sorted((h1, h2)))
                             key = (uuid, pair, int(lo))
@@ -154,14 +175,18 @@ class HostObserver(threading.Thread):
                         f"qemu+unix:///system?socket=/proc/{pid}/root/run/libvirt/libvirt-sock")
                 t0 = time.monotonic()
                 running = {}
+                migrated = set()
                 for dom in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE):
                     try:
-                        if dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING:
+                        state, reason = dom.state()
+                        if state == libvirt.VIR_DOMAIN_RUNNING:
                             running[dom.UUIDString()] = dom.name()
+                            if reason == RUNNING_MIGRATED:
+                                migrated.add(dom.UUIDString())
                     except libvirt.libvirtError:
                         continue  # vanished between the listing and the question
                 t1 = time.monotonic()
-                self.tracker.sample(self.host, t0, t1, running)
+                self.tracker.sample(self.host, t0, t1, running, migrated=frozenset(migrated))
                 self.last_sample_end = t1
             except (libvirt.libvirtError, ConnectionError):
                 self.errors += 1

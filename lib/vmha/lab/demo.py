@@ -2,7 +2,8 @@
 
 Up (2 hosts, 2 VMs preferring different hosts), ``crm_mon -1``, a service inside a guest
 killed and recovered in place by GuestService (``service_recovery_s``), a live migration with
-``pcs resource move``, a pulled plug with fencing and recovery, ``crm_mon -1`` again, down.
+``pcs resource move``, a pulled plug with fencing and recovery, ``crm_mon -1`` again, a host
+whose storage fills up emptied by HypervisorHealth and migrate-on-red (``evacuation_s``), down.
 The double-run checker watches throughout.  Whatever happens (a failed step, Ctrl-C,
 SIGTERM) the lab is taken down and the last line printed is one JSON object.
 """
@@ -14,9 +15,9 @@ import sys
 import time
 from typing import Any
 
-from vmha.lab import scenarios
+from vmha.lab import health, scenarios
 from vmha.lab.checker import DoubleRunChecker
-from vmha.lab.config import LabConfig
+from vmha.lab.config import LAB_POOL, LabConfig
 from vmha.lab.lab import Lab, LabError, wait_until
 from vmha.lab.signals import interrupts_as_exceptions
 
@@ -51,6 +52,34 @@ def service_recovery(lab: Lab, report: dict[str, Any], vm: str) -> None:
         lab.pcs("resource", "delete", service)
 
 
+def health_evacuation(lab: Lab, report: dict[str, Any]) -> None:
+    """HypervisorHealth on every host with migrate-on-red; the storage pool of the host
+    running the most VMs fills up; its VMs leave by live migration (``evacuation_s``); the
+    pool is emptied and the host turns green again.  The clone is removed afterwards."""
+    say("\n== node health: ocf:vmha:HypervisorHealth on every host, node-health-strategy=migrate-on-red")
+    health.enable(lab)
+    try:
+        where = scenarios.all_started(lab, 60.0) or {}
+        counts = {h: sum(1 for v in where.values() if v == h) for h in lab.hosts}
+        sick = max(counts, key=lambda h: counts[h])
+        say(f"health: {health.colours(lab)}")
+        say(f"== {sick}'s storage pool {LAB_POOL} fills up (fallocate {health.FILLER})")
+        ev = health.evacuate(lab, sick, heal=False)
+        say(f"{sick} red {ev.red_s}s after its pool filled; its VMs "
+            f"({', '.join(f'{vm} -> {h}' for vm, h in ev.moved_to.items())}) left by live migration: "
+            f"{ev.live}; all running elsewhere {ev.evacuation_s}s after the pool filled")
+        say(f"health: {health.colours(lab)}")
+        say(lab.crm_mon_text())
+        ev.green_again_s = health.recover(lab, sick)
+        say(f"== pool emptied: {sick} green again after {ev.green_again_s}s; health {health.colours(lab)}")
+        report["evacuation"] = ev.to_json()
+        report["evacuation_s"] = report["evacuation"]["evacuation_s"]
+        if ev.evacuation_s is None or not all(ev.live.values()):
+            raise LabError(f"the VMs did not leave {sick} by live migration: {ev.to_json()}")
+    finally:
+        health.disable(lab)
+
+
 def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -> None:
     """Migration then failover on an up lab; fills ``report``. Raises LabError."""
     where = scenarios.all_started(lab, 60.0)
@@ -66,7 +95,7 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     report["migration"] = mig.to_json()
     report["migration_s"] = report["migration"]["migration_s"]
     say(f"{vm} Started on {dst} {report['migration_s']}s after pcs resource move "
-        f"(pcs itself returned after {mig.command_s:.1f}s)")
+        f"(pcs itself returned after {mig.command_s:.1f}s); live: {mig.live}; steps: {mig.to_json()['steps_s']}")
     say(lab.crm_mon_text())
 
     where = scenarios.all_started(lab, 60.0) or {}
@@ -80,7 +109,8 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     report["detection_s"] = fo.to_json()["detection_s"]
     report["fenced"] = fo.fenced
     report["per_vm_failover_s"] = fo.to_json()["per_vm_s"]
-    say(f"fenced={fo.fenced} failover_s={report['failover_s']} detection_s={fo.detection_s}")
+    say(f"fenced={fo.fenced} failover_s={report['failover_s']} detection_s={fo.to_json()['detection_s']} "
+        f"fenced_s={fo.to_json()['fenced_s']} start_exec_s={fo.to_json()['start_exec_s']}")
     say(fo.fence_history)
     if fo.failover_s is None:
         raise LabError(f"VMs of {victim} did not start on a survivor")
@@ -89,6 +119,7 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     settled = scenarios.settle(lab)
     say(f"== {victim} rejoined; the cluster settled: {settled}")
     say(lab.crm_mon_text(survivor))
+    health_evacuation(lab, report)
 
 
 def run_demo(agent: str, *, replace: bool = False) -> int:

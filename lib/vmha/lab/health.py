@@ -143,11 +143,17 @@ def evacuate(lab: Lab, host: str, *, timeout: float = 120.0, heal: bool = True) 
         result.evacuation_s = max(result.per_vm_s.values(), default=0.0)
     finally:
         if heal:
-            t1 = time.time()
-            heal_pool(lab, host)
-            if wait_until(lambda: colours(lab).get(host) == "green", 60.0, POLL_S):
-                result.green_again_s = time.time() - t1
+            result.green_again_s = recover(lab, host)
     return result
+
+
+def recover(lab: Lab, host: str, timeout: float = 60.0) -> float | None:
+    """Empty ``host``'s pool; seconds until it is green again, None if not in time."""
+    t0 = time.time()
+    heal_pool(lab, host)
+    if wait_until(lambda: colours(lab).get(host) == "green", timeout, POLL_S):
+        return time.time() - t0
+    return None
 
 
 @dataclass

@@ -20,14 +20,17 @@ Counters count only their increases since the last sample, so errors from before
 started (or before a reboot) never colour the host.  A finding made from an increase is held
 for a while (``apply_holds``), or it would clear at the next monitor.
 
-``cap_red`` is the rule that keeps a cluster from going all red: a red host stays yellow
-unless another online node reports green, because migrate-on-red with no healthy node left
-would stop every VM in the cluster instead of moving them.  ``rival_claims`` closes the race
-where two hosts turn red at the same moment, each still seeing the other green: before
-publishing red a host claims it (a private attrd attribute), waits until attrd gives its own
-claim back, and steps back if another host holds a claim too.  attrd applies every update,
-the local one included, in corosync's agreed order, so of two rivals the later sees the
-earlier: at most one of them publishes red (both may step back, and try again later).
+``cap_red`` is the rule that keeps a cluster from going all red: a host turns red only while
+another online node reports green, because migrate-on-red with no healthy node left would
+stop every VM in the cluster instead of moving them; a red host stays red while another
+node is green or yellow (VMs run there), and steps back once every other node is red too.
+
+``rival_claims`` closes the race where two hosts turn red at the same moment, each still
+seeing the other green: before publishing red a host claims it (a private attrd attribute),
+waits until attrd gives its own claim back, and steps back if another host holds a claim too.
+attrd applies every update, the local one included, in corosync's agreed order, so of two
+rivals the later sees the earlier: at most one of them publishes red (both may step back,
+and try again later).
 """
 
 from __future__ import annotations
@@ -338,13 +341,19 @@ class Verdict(NamedTuple):
     reason: str
 
 
-def cap_red(local: str, level: Level, peers: Sequence[PeerView] | None, problem: str = "") -> Verdict:
+def cap_red(
+    local: str, level: Level, peers: Sequence[PeerView] | None, problem: str = "", *, staying: bool = False
+) -> Verdict:
     """The level to publish: ``level``, unless it is red and no other node could take the VMs.
 
-    A node is a refuge only when it is online and its own health attribute says green: a node
+    Turning red needs a refuge that is online and green by its own health attribute: a node
     without the attribute (its agent not running, or unknown to attrd) cannot be vouched for,
-    and one red node that moves VMs onto a node as sick as itself gains nothing.  ``peers``
-    None means the other nodes could not be read: then nobody is known to be a refuge.
+    and moving VMs onto a node as sick as this one gains nothing.  ``staying`` (this node is
+    red already, its VMs on their way out): a yellow node is refuge enough, since
+    migrate-on-red runs VMs on yellow nodes; stepping back to yellow then would call the VMs
+    back, or abort their migrations half way (Pacemaker stops a half-migrated VM on both
+    nodes and starts it cold).  ``peers`` None means the other nodes could not be read: then
+    nobody is known to be a refuge.
     """
     if level is not Level.RED:
         return Verdict(level, False, "")
@@ -352,7 +361,8 @@ def cap_red(local: str, level: Level, peers: Sequence[PeerView] | None, problem:
         why = "the other nodes' health cannot be read" + (f" ({problem})" if problem else "")
         return Verdict(Level.YELLOW, True, f"red capped to yellow: {why}")
     others = [p for p in peers if p.node != local]
-    refuges = [p.node for p in others if p.online and p.value == "green"]
+    welcome = ("green", "yellow") if staying else ("green",)
+    refuges = [p.node for p in others if p.online and p.value in welcome]
     if refuges:
         return Verdict(Level.RED, False, f"VMs can move to {', '.join(sorted(refuges))}")
     if not others:
@@ -360,6 +370,8 @@ def cap_red(local: str, level: Level, peers: Sequence[PeerView] | None, problem:
     seen = ", ".join(
         f"{p.node} {(p.value or 'unknown') if p.online else 'offline'}" for p in sorted(others, key=lambda p: p.node)
     )
+    if staying:
+        return Verdict(Level.YELLOW, True, f"red capped to yellow: every other node is red or unknown ({seen})")
     return Verdict(Level.YELLOW, True, f"red capped to yellow: no other node is green ({seen})")
 
 
