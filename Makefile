@@ -70,7 +70,7 @@ bench: venv install-deb
 	$(VPY) bench/monitor.py --agent /usr/lib/ocf/resource.d/vmha/VirtualMachine
 
 bench-failover: venv install-deb
-	PYTHONPATH=lib $(PYTHON) bench/failover.py --rounds 3
+	PYTHONPATH=lib $(PYTHON) bench/failover.py --rounds 5
 
 demo: deps install-deb
 	/usr/sbin/vmha lab demo

@@ -65,14 +65,16 @@ def health_evacuation(lab: Lab, report: dict[str, Any]) -> None:
         say(f"health: {health.colours(lab)}")
         say(f"== {sick}'s storage pool {LAB_POOL} fills up (fallocate {health.FILLER})")
         ev = health.evacuate(lab, sick, heal=False)
-        say(f"{sick} red {ev.red_s}s after its pool filled; its VMs "
+        got = ev.to_json()
+        say(f"{sick} red {got['red_s']}s after its pool filled; its VMs "
             f"({', '.join(f'{vm} -> {h}' for vm, h in ev.moved_to.items())}) left by live migration: "
-            f"{ev.live}; all running elsewhere {ev.evacuation_s}s after the pool filled")
+            f"{ev.live}; all running elsewhere {got['evacuation_s']}s after the pool filled")
         say(f"health: {health.colours(lab)}")
         say(lab.crm_mon_text())
         ev.green_again_s = health.recover(lab, sick)
-        say(f"== pool emptied: {sick} green again after {ev.green_again_s}s; health {health.colours(lab)}")
         report["evacuation"] = ev.to_json()
+        say(f"== pool emptied: {sick} green again after {report['evacuation']['green_again_s']}s; "
+            f"health {health.colours(lab)}")
         report["evacuation_s"] = report["evacuation"]["evacuation_s"]
         if ev.evacuation_s is None or not all(ev.live.values()):
             raise LabError(f"the VMs did not leave {sick} by live migration: {ev.to_json()}")
