@@ -43,7 +43,6 @@ from vmha.lab.config import LabConfig
 from vmha.lab.lab import OCF_ROOT, Lab, LabError
 from vmha.lab.signals import interrupts_as_exceptions
 
-
 STALL_S = 0.8
 
 
