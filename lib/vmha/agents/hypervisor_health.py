@@ -671,8 +671,10 @@ LONGDESC = (
     "active and with free space, the VMs' bridges and interfaces up, EDAC memory errors, "
     "thermal trip points, disk I/O errors and degraded md RAID. The monitor returns 0 "
     "whatever the health (the attribute carries it) and fails only when it cannot write the "
-    "attribute. Red is published only when another online node is green: otherwise the host "
-    "stays yellow, so node health can never stop every VM in the cluster. Stop removes the "
+    "attribute. A host turns red only when another online node is green (two hosts falling "
+    "sick together claim red through attrd first, and only one of them gets it) and stays red "
+    "while another node is green or yellow: otherwise it stays yellow, so node health can never "
+    "stop every VM in the cluster. Stop removes the "
     "attribute. Set node-health-strategy=migrate-on-red and placement-strategy=utilization "
     "(or balanced) in the cluster properties."
 )
