@@ -10,6 +10,7 @@ the cluster property are set with pcs exactly as the README tells a user.
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any
 
 from vmha.lab import events
 from vmha.lab.config import HEALTH_ATTRIBUTE, LAB_POOL, LAB_POOL_DIR, LAB_POOL_MIB
-from vmha.lab.lab import Lab, LabError, wait_until
+from vmha.lab.lab import OCF_ROOT, Lab, LabError, wait_until
 from vmha.lab.scenarios import POLL_S, locations
 from vmha.ocf.runner import CommandTimedOut
 
@@ -208,6 +209,6 @@ def monitor_now(lab: Lab, host: str, *, interval_ms: int = 2000, timeout_ms: int
         "OCF_RESKEY_CRM_meta_on_node": host,
         "HA_RSCTMP": "/run/resource-agents",
     }
-    done = lab.exec(host, ["/usr/lib/ocf/resource.d/vmha/HypervisorHealth", "monitor"],
+    done = lab.exec(host, [os.path.join(OCF_ROOT, "vmha", "HypervisorHealth"), "monitor"],
                     timeout=timeout_ms / 1000 + 5, env=env)
     return done.rc

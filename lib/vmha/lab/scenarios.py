@@ -208,8 +208,6 @@ def power_off(lab: Lab, victim: str, timeout: float = 180.0, rejoin: bool = True
     history = fence_events(lab, survivors[0])
     result.fenced = any(e.get("target") == victim and e.get("action") in ("reboot", "off")
                         and e.get("status") == "success" for e in history)
-    if result.fenced_s is None and result.fenced:
-        result.fenced_s = result.detection_s  # no alert: the history proves it, not when
     result.fence_history = lab.exec(survivors[0], ["stonith_admin", "--history", "*"],
                                     timeout=15).stdout
     if rejoin:
