@@ -5,7 +5,8 @@ Runs the installed ``ocf:vmha:VirtualMachine monitor`` inside a lab host (``nsen
 its namespaces, as the lab does), against a running lab guest, alternately with
 ``OCF_CHECK_LEVEL=10`` and ``0``, N times each; wall time per run, as pacemaker-execd would
 see it (interpreter start included).  Its own resource instance name, so the cluster's
-monitor state of that VM is not touched.  Prints one JSON object last.
+monitor state of that VM is not touched.  Prints one JSON object last, with the same keys
+when it stops on an error (bench/reports.py: figures not measured are null, ``ok`` false).
 
 Usage (root, a lab up):  PYTHONPATH=lib /usr/bin/python3 bench/guest_monitor.py [--runs N] [--vm vm1]
 """
@@ -15,12 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
-from typing import Any
+import traceback
 
-from vmha.lab.lab import OCF_ROOT, Lab
+import reports  # bench/reports.py: the figures, unknown kept null
+from vmha.lab.lab import OCF_ROOT, Lab, LabError
+from vmha.lab.signals import interrupts_as_exceptions
+from vmha.ocf.runner import CommandError
 
 AGENT = os.path.join(OCF_ROOT, "vmha", "VirtualMachine")
 
@@ -42,42 +45,56 @@ def run_once(lab: Lab, host: str, vm: str, level: int) -> tuple[float, int]:
     return time.monotonic() - t0, done.rc
 
 
+Times = dict[int, list[float]]  # OCF_CHECK_LEVEL -> the wall time of each timed run
+Codes = dict[int, list[int]]  # OCF_CHECK_LEVEL -> the exit code of each timed run
+
+
+def measure(lab: Lab, host: str, vm: str, *, runs: int, times: Times, rcs: Codes) -> None:
+    """Fills ``times``/``rcs`` run by run, so what was measured before an error is kept."""
+    try:
+        run_once(lab, host, vm, 10)  # warm the page cache and the agent's state file
+        for _ in range(runs):
+            for level in (0, 10):
+                elapsed, rc = run_once(lab, host, vm, level)
+                times[level].append(elapsed)
+                rcs[level].append(rc)
+    finally:
+        # the bench instance's state file (the agent keeps one per resource instance)
+        try:
+            lab.exec(host, ["rm", "-f", f"/run/resource-agents/vmha-VirtualMachine-bench-{vm}.json"])
+        except (LabError, CommandError, OSError) as exc:
+            print(f"cannot remove the bench state file on {host}: {exc}", file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--vm", default="")
     args = ap.parse_args(argv)
-    lab = Lab(log=lambda _m: None)
-    status = lab.crm()
-    if status is None:
-        print(json.dumps({"ok": False, "error": "no lab is up (vmha lab up)"}))
-        return 1
-    vm = args.vm or next((v for v in lab.state.vms if status.started_on(v)), "")
-    host = status.started_on(vm) if vm else None
-    if not host:
-        print(json.dumps({"ok": False, "error": f"no Started lab VM {args.vm}"}))
-        return 1
-    times: dict[int, list[float]] = {0: [], 10: []}
-    rcs: dict[int, set[int]] = {0: set(), 10: set()}
-    run_once(lab, host, vm, 10)  # warm the page cache and the agent's state file
-    for _ in range(args.runs):
-        for level in (0, 10):
-            elapsed, rc = run_once(lab, host, vm, level)
-            times[level].append(elapsed)
-            rcs[level].add(rc)
-    # the bench instance's state file (the agent keeps one per resource instance)
-    lab.exec(host, ["rm", "-f", f"/run/resource-agents/vmha-VirtualMachine-bench-{vm}.json"])
-    med = {level: statistics.median(t) for level, t in times.items()}
-    report: dict[str, Any] = {
-        "ok": rcs == {0: {0}, 10: {0}},
-        "vm": vm, "host": host, "runs": args.runs,
-        "monitor_depth0_median_s": round(med[0], 3),
-        "monitor_depth10_median_s": round(med[10], 3),
-        "guest_ping_added_s": round(med[10] - med[0], 3),
-        "depth0_range_s": [round(min(times[0]), 3), round(max(times[0]), 3)],
-        "depth10_range_s": [round(min(times[10]), 3), round(max(times[10]), 3)],
-        "exit_codes": {str(k): sorted(v) for k, v in rcs.items()},
-    }
+    times: Times = {0: [], 10: []}
+    rcs: Codes = {0: [], 10: []}
+    vm: str | None = args.vm or None
+    host: str | None = None
+    error: str | None = None
+    try:
+        with interrupts_as_exceptions():
+            lab = Lab(log=lambda _m: None)
+            status = lab.crm()
+            if status is None:
+                raise LabError("no lab is up (vmha lab up)")
+            vm = args.vm or next((v for v in lab.state.vms if status.started_on(v)), None)
+            host = status.started_on(vm) if vm else None
+            if not vm or not host:
+                raise LabError(f"no Started lab VM {args.vm}".rstrip())
+            measure(lab, host, vm, runs=args.runs, times=times, rcs=rcs)
+    except KeyboardInterrupt:
+        error = "interrupted"
+    except (LabError, CommandError, OSError) as exc:
+        error = str(exc)
+    except Exception as exc:  # noqa: BLE001 - a bug: its traceback on stderr, the JSON still last
+        traceback.print_exc(file=sys.stderr)
+        error = f"{type(exc).__name__}: {exc}"
+    report = reports.guest_monitor_report(vm, host, args.runs, times, rcs, error=error)
     print(json.dumps(report, sort_keys=True), flush=True)
     return 0 if report["ok"] else 1
 

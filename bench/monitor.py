@@ -23,6 +23,8 @@ How it is made fair:
     waited for (virsh, crm_resource, sed, ...).
 
 Run: ``cd /work/main && .venv/bin/python bench/monitor.py [--runs N] [--agent PATH] [--json]``.
+With ``--json`` one object is the last line, the same keys when the bench stops on an error
+(bench/reports.py: a figure not measured is null; a scenario not judged has verdict INVALID).
 """
 
 from __future__ import annotations
@@ -32,17 +34,19 @@ import json
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 from typing import Any
 from xml.sax.saxutils import quoteattr
+
+import reports  # bench/reports.py: the figures, unknown kept null
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = str(ROOT / "agents" / "VirtualMachine")
@@ -109,7 +113,14 @@ class Spawner:
             process_group=0,
         )
         self._pgid = proc.pid
-        _pid, status, usage = os.wait4(proc.pid, 0)
+        try:
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        except BaseException:  # Ctrl-C: the agent is in its own process group, it would stay
+            signal.alarm(0)
+            self._on_alarm(signal.SIGKILL, None)
+            self._pgid = 0
+            proc.wait()
+            raise
         wall = time.perf_counter() - start
         self._pgid = 0
         signal.alarm(0)
@@ -138,16 +149,10 @@ class Command:
     failure: str = ""  # stderr of the first timed run that did not return 0
 
     def summary(self) -> dict[str, Any]:
-        wall = [s.wall_ms for s in self.samples]
-        cpu = [s.cpu_ms for s in self.samples]
-        deciles = statistics.quantiles(wall, n=10, method="inclusive") if len(wall) > 1 else wall * 9
-        return {
-            "median_ms": round(statistics.median(wall), 1),
-            "p10_ms": round(deciles[0], 1),
-            "p90_ms": round(deciles[-1], 1),
-            "cpu_median_ms": round(statistics.median(cpu), 1),
-            "rc": sorted({s.rc for s in self.samples}),
-        }
+        """reports.sample_summary: null figures when no timed run got done."""
+        return reports.sample_summary(
+            [s.wall_ms for s in self.samples], [s.cpu_ms for s in self.samples], [s.rc for s in self.samples]
+        )
 
 
 def measure(spawner: Spawner, commands: list[Command], runs: int, warmup: int) -> None:
@@ -320,19 +325,28 @@ def _real_domain(tmp: Path) -> tuple[str, Path, str] | str:
 # -- output ------------------------------------------------------------------------------------
 
 
-def tree_revision(agent: str) -> str:
-    """``git describe --dirty`` of the checkout the agent runs from, or "" (installed agent)."""
+def tree_revision(agent: str) -> str | None:
+    """``git describe --dirty`` of the checkout the agent runs from, or None (installed agent,
+    no git, or git did not answer)."""
     if not agent.startswith(str(ROOT) + os.sep) or not (ROOT / ".git").exists():
-        return ""
+        return None
     git = shutil.which("git", path=SYSTEM_DIRS)
     if git is None:
-        return ""
-    done = capture([git, "-C", str(ROOT), "describe", "--always", "--dirty"], {"PATH": SYSTEM_DIRS}, 10)
-    return done.stdout.strip() if done.returncode == 0 else ""
+        return None
+    try:
+        done = capture([git, "-C", str(ROOT), "describe", "--always", "--dirty"], {"PATH": SYSTEM_DIRS}, 10)
+    except subprocess.TimeoutExpired:
+        return None
+    return (done.stdout.strip() or None) if done.returncode == 0 else None
 
 
-def fmt_rc(rcs: list[int]) -> str:
-    return ",".join(str(rc) for rc in rcs)
+def fmt_rc(rcs: list[int] | None) -> str:
+    return "-" if rcs is None else ",".join(str(rc) for rc in rcs)
+
+
+def fmt(value: float | None, width: int, digits: int) -> str:
+    """A figure for the table; "-" (right-aligned) when it was not measured."""
+    return f"{'-':>{width}}" if value is None else f"{value:{width}.{digits}f}"
 
 
 def print_table(
@@ -349,7 +363,7 @@ def print_table(
     print(f"\nfloor on this machine ({CPUS} CPUs, load {load[0]:.2f} before, {load[1]:.2f} after):")
     for cmd in baseline:
         s = cmd.summary()
-        print(f"  {cmd.label:<44} median {s['median_ms']:7.1f} ms   cpu {s['cpu_median_ms']:7.1f} ms")
+        print(f"  {cmd.label:<44} median {fmt(s['median_ms'], 7, 1)} ms   cpu {fmt(s['cpu_median_ms'], 7, 1)} ms")
     head = f"{'scenario':<34} {'agent':<15} {'median ms':>9} {'p10':>7} {'p90':>7} {'cpu ms':>7}  rc"
     print("\n" + head)
     print("-" * len(head))
@@ -358,14 +372,13 @@ def print_table(
             s = cmd.summary()
             name = sc.name if i == 0 else ""
             print(
-                f"{name:<34} {cmd.label:<15} {s['median_ms']:9.1f} {s['p10_ms']:7.1f} {s['p90_ms']:7.1f} "
-                f"{s['cpu_median_ms']:7.1f}  {fmt_rc(s['rc'])}"
+                f"{name:<34} {cmd.label:<15} {fmt(s['median_ms'], 9, 1)} {fmt(s['p10_ms'], 7, 1)} "
+                f"{fmt(s['p90_ms'], 7, 1)} {fmt(s['cpu_median_ms'], 7, 1)}  {fmt_rc(s['rc'])}"
             )
     print(f"\nratio VirtualMachine / VirtualDomain of the medians (goal: wall time <= {GOAL})")
     for sc in scenarios:
-        ratio = ratio_of(sc)
-        verdict = verdict_of(sc)
-        print(f"  {sc.name:<34} wall {ratio:6.3f}  {verdict}   (cpu {ratio_of(sc, cpu=True):6.3f})")
+        wall, cpu = fmt(ratio_of(sc), 6, 3), fmt(ratio_of(sc, cpu=True), 6, 3)
+        print(f"  {sc.name:<34} wall {wall}  {verdict_of(sc)}   (cpu {cpu})")
     for sc in scenarios:
         for cmd in sc.commands:
             if cmd.failure:
@@ -380,19 +393,33 @@ def print_table(
         print(f"\nskipped: {why}")
 
 
+def failed(sc: Scenario) -> bool:
+    return any(cmd.failure for cmd in sc.commands)
+
+
 def verdict_of(sc: Scenario) -> str:
-    """PASS or MISS against the goal; INVALID when a timed run of either agent did not return 0."""
-    if any(cmd.failure for cmd in sc.commands):
-        return "INVALID"
-    return "PASS" if ratio_of(sc) <= GOAL else "MISS"
+    """PASS or MISS against the goal; INVALID when a timed run of either agent did not return 0,
+    or the ratio is unknown."""
+    return reports.monitor_verdict(failed(sc), ratio_of(sc), GOAL)
 
 
-def ratio_of(sc: Scenario, *, cpu: bool = False) -> float:
-    """median(ours) / median(VirtualDomain) of wall time, or of CPU time."""
-    by_label = {
-        cmd.label: statistics.median(s.cpu_ms if cpu else s.wall_ms for s in cmd.samples) for cmd in sc.commands
-    }
-    return by_label["VirtualMachine"] / by_label["VirtualDomain"]
+def ratio_of(sc: Scenario, *, cpu: bool = False) -> float | None:
+    """median(ours) / median(VirtualDomain) of wall time, or of CPU time; None when an agent
+    has no timed run."""
+    by_label = {cmd.label: [s.cpu_ms if cpu else s.wall_ms for s in cmd.samples] for cmd in sc.commands}
+    return reports.median_ratio(by_label.get("VirtualMachine", []), by_label.get("VirtualDomain", []), 3)
+
+
+def scenario_json(sc: Scenario) -> dict[str, Any]:
+    return reports.monitor_scenario(
+        sc.name,
+        sc.hypervisor,
+        {cmd.label: cmd.summary() for cmd in sc.commands},
+        ratio_of(sc),
+        ratio_of(sc, cpu=True),
+        failed=failed(sc),
+        goal=GOAL,
+    )
 
 
 def import_times(cmd: Command, top: int) -> list[tuple[int, int, str]]:
@@ -428,27 +455,38 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     return args
 
 
-def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    load_before = os.getloadavg()[0]
+@dataclass
+class Results:
+    """What run() measured so far: main reports it even when run() stops on an error."""
+
+    load_before: float | None = None
+    load_after: float | None = None
+    baseline: list[Command] = field(default_factory=list)
+    measured: list[Scenario] = field(default_factory=list)  # measured to the end
+    skipped: list[str] = field(default_factory=list)
+    imports: list[dict[str, Any]] | None = None
+
+
+def run(args: argparse.Namespace, tmp: Path, res: Results) -> None:
+    res.load_before = os.getloadavg()[0]
     spawner = Spawner(tmp / "stderr")
     agents = [("VirtualDomain", args.virtualdomain, "heartbeat"), ("VirtualMachine", args.agent, "vmha")]
 
     base_env = {"PATH": SYSTEM_DIRS}
-    baseline = [
+    res.baseline = [
         Command(f"{PYTHON} -I -c pass", [PYTHON, "-I", "-c", "pass"], base_env),
         Command(f"{PYTHON} -I -c 'import libvirt'", [PYTHON, "-I", "-c", "import libvirt"], base_env),
     ]
-    measure(spawner, baseline, args.runs, args.warmup)
+    measure(spawner, res.baseline, args.runs, args.warmup)
 
     uri, config = write_test_domain(tmp)
     scenarios = [
         Scenario("test driver, defaults", uri, config, {}, str(DOMAIN_VCPUS)),
         Scenario("test driver, utilization off", uri, config, dict(UTILIZATION_OFF), str(DOMAIN_VCPUS)),
     ]
-    skipped: list[str] = []
     found = find_real_domain(tmp)
     if isinstance(found, str):
-        skipped.append(f"real libvirtd scenario: {found}")
+        res.skipped.append(f"real libvirtd scenario: {found}")
     else:
         name, real_config, vcpus = found
         scenarios += [
@@ -456,65 +494,68 @@ def run(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             Scenario(f"{REAL_URI} {name}, utilization off", REAL_URI, real_config, dict(UTILIZATION_OFF), vcpus),
         ]
 
-    measured: list[Scenario] = []
     for sc in scenarios:
         try:
             prepare(sc, agents, tmp)
         except BenchError as exc:
             if sc.hypervisor.startswith("test://"):
                 raise
-            skipped.append(f"{sc.name}: {exc}")
+            res.skipped.append(f"{sc.name}: {exc}")
             continue
         print(f"measuring {sc.name} ...", file=sys.stderr, flush=True)
         measure(spawner, sc.commands, args.runs, args.warmup)
-        measured.append(sc)
+        res.measured.append(sc)
 
-    load = (load_before, os.getloadavg()[0])
-    print_table(baseline, measured, skipped, args, load)
-    result: dict[str, Any] = {
-        "runs": args.runs,
-        "warmup": args.warmup,
-        "goal": GOAL,
-        "agents": {"VirtualDomain": args.virtualdomain, "VirtualMachine": args.agent},
-        "revision": tree_revision(args.agent),
-        "cpus": CPUS,
-        "load": [round(x, 2) for x in load],
-        "baseline": {cmd.label: cmd.summary() for cmd in baseline},
-        "scenarios": [
-            {
-                "name": sc.name,
-                "hypervisor": sc.hypervisor,
-                "agents": {cmd.label: cmd.summary() for cmd in sc.commands},
-                "ratio": round(ratio_of(sc), 3),
-                "cpu_ratio": round(ratio_of(sc, cpu=True), 3),
-                "pass": verdict_of(sc) == "PASS",
-            }
-            for sc in measured
-        ],
-        "skipped": skipped,
-    }
+    res.load_after = os.getloadavg()[0]
+    print_table(res.baseline, res.measured, res.skipped, args, (res.load_before, res.load_after))
     if args.importtime:
-        ours = next(cmd for cmd in measured[0].commands if cmd.label == "VirtualMachine")
+        ours = next(cmd for cmd in res.measured[0].commands if cmd.label == "VirtualMachine")
         rows = import_times(ours, args.importtime)
-        print(f"\nslowest imports of one VirtualMachine monitor ({measured[0].name}, -X importtime):")
+        print(f"\nslowest imports of one VirtualMachine monitor ({res.measured[0].name}, -X importtime):")
         print(f"  {'cumulative ms':>13} {'self ms':>8}  module")
         for cumulative_us, self_us, module in rows:
             print(f"  {cumulative_us / 1000:13.1f} {self_us / 1000:8.1f}  {module}")
-        result["imports"] = [{"module": m.strip(), "cumulative_ms": c / 1000, "self_ms": s / 1000} for c, s, m in rows]
-    return result
+        # no row: the run printed no import times (it failed): not measured, not "none"
+        res.imports = [{"module": m.strip(), "cumulative_ms": c / 1000, "self_ms": s / 1000} for c, s, m in rows]
+
+
+def report_of(args: argparse.Namespace, res: Results, error: str | None) -> dict[str, Any]:
+    """The --json object (reports.monitor_report): what was measured, null for the rest."""
+    return reports.monitor_report(
+        runs=args.runs,
+        warmup=args.warmup,
+        goal=GOAL,
+        agents={"VirtualDomain": args.virtualdomain, "VirtualMachine": args.agent},
+        revision=tree_revision(args.agent),
+        cpus=CPUS,
+        load=[res.load_before, res.load_after],
+        baseline={cmd.label: cmd.summary() for cmd in res.baseline} if res.baseline else None,
+        scenarios=[scenario_json(sc) for sc in res.measured],
+        skipped=res.skipped,
+        imports=res.imports,
+        error=error,
+    )
 
 
 def main(argv: Sequence[str]) -> int:
     args = parse_args(argv)
+    res = Results()
+    error: str | None = None
     with tempfile.TemporaryDirectory(prefix="vmha-bench-") as tmp:
         try:
-            result = run(args, Path(tmp))
+            run(args, Path(tmp), res)
         except BenchError as exc:
-            print(f"bench/monitor.py: {exc}", file=sys.stderr)
-            return 1
+            error = str(exc)
+        except KeyboardInterrupt:
+            error = "interrupted"
+        except Exception as exc:  # noqa: BLE001 - a bug: its traceback on stderr, the JSON still last
+            traceback.print_exc(file=sys.stderr)
+            error = f"{type(exc).__name__}: {exc}"
+    if error is not None:
+        print(f"bench/monitor.py: {error}", file=sys.stderr)
     if args.json:
-        print(json.dumps(result, sort_keys=True))
-    return 0
+        print(json.dumps(report_of(args, res, error), sort_keys=True), flush=True)
+    return 0 if error is None else 1
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 # (`include packaging/packaging.mk`) or alone (`make -f packaging/packaging.mk deb`):
 #
 #   make deb             build/packages/deb/vmha_<version>_all.deb (+ .dsc, .changes)
-#   make rpm             build/packages/rpm/RPMS/noarch/vmha-<version>-1.noarch.rpm (+ SRPM)
+#   make rpm             build/packages/rpm/RPMS/noarch/vmha-<version>-1.<target>.noarch.rpm
+#                        (+ SRPM), one per RPM_TARGETS entry: el9 (Python 3.9), el10 (3.12)
 #   make lint-packages   both, then lintian and rpmlint; any error or unexplained warning fails
 #   make packages-deps   the Debian packages the above need (apt-get, only what is missing)
 #   make packages-clean  remove build/packages
@@ -25,15 +26,22 @@ PKG_SRC      := $(PKG_BUILD)/src/vmha-$(PKG_VERSION)
 DEB_DIR      := $(PKG_BUILD)/deb
 DEB_FILE     := $(DEB_DIR)/vmha_$(PKG_VERSION)_all.deb
 RPM_TOP      := $(PKG_BUILD)/rpm
-RPM_FILE     := $(RPM_TOP)/RPMS/noarch/vmha-$(PKG_VERSION)-1.noarch.rpm
-SRPM_FILE    := $(RPM_TOP)/SRPMS/vmha-$(PKG_VERSION)-1.src.rpm
 # HOME for rpmbuild and rpmlint: Debian's rpm keeps its database in ~/.rpmdb, which would
 # otherwise appear in root's home.
 RPM_HOME     := $(PKG_BUILD)/rpm-home
-# The RPM targets a distribution whose /usr/bin/python3 is this version (the agents run
-# /usr/bin/python3 -I and setup.cfg asks for >= 3.11): 3.12 is EL 10's. Used only where
-# rpmbuild has no python3 macros of its own (Debian's rpm).
-RPM_PYTHON3_VERSION ?= 3.12
+# One RPM per target distribution, each for the /usr/bin/python3 of that distribution: the
+# agents run /usr/bin/python3 -I, so the library goes to *that* interpreter's site-packages
+# and the package requires python(abi) = its version (it refuses to install on another one
+# instead of failing at run time). The target's name is the RPM's dist tag:
+#   el9   RHEL 9 and rebuilds (Rocky, Alma, CentOS Stream 9, Oracle): Python 3.9
+#   el10  RHEL 10 and rebuilds: Python 3.12
+# Another target: make rpm RPM_TARGETS="el9 el10 fc42" RPM_PYTHON3_VERSION_fc42=3.13
+RPM_TARGETS  ?= el9 el10
+RPM_PYTHON3_VERSION_el9  ?= 3.9
+RPM_PYTHON3_VERSION_el10 ?= 3.12
+RPM_FILES    = $(foreach t,$(RPM_TARGETS),$(RPM_TOP)/RPMS/noarch/vmha-$(PKG_VERSION)-1.$(t).noarch.rpm)
+SRPM_FILES   = $(foreach t,$(RPM_TARGETS),$(RPM_TOP)/SRPMS/vmha-$(PKG_VERSION)-1.$(t).src.rpm)
+RPM_STAMP    := $(RPM_TOP)/.stamp
 # One maintainer line for debian/control, debian/changelog and the spec's %changelog.
 PKG_MAINTAINER = $(shell sed -n 's/^Maintainer: *//p' packaging/debian/control)
 # Package dates (changelogs, man pages, tarball mtimes) from the last commit: reproducible.
@@ -58,7 +66,7 @@ PKG_OCF_DIR  := /usr/lib/ocf/resource.d/vmha
 .PHONY: deb rpm lint-packages packages-deps packages-clean pkg-man pkg-install pkg-clean
 
 deb: $(DEB_FILE)
-rpm: $(RPM_FILE)
+rpm: $(RPM_STAMP)
 
 # Installs only what is missing, so a second run costs a dpkg query.
 packages-deps:
@@ -96,21 +104,33 @@ $(DEB_FILE): $(PKG_BUILD)/src/.stamp | packages-deps
 	    env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL dpkg-buildpackage --build=full -us -uc --ignore-builtin-builddeps
 	@ls -l $(DEB_DIR)/*.deb
 
-$(RPM_FILE): $(PKG_BUILD)/src/.stamp | packages-deps
+# $(call rpm_build,TARGET,PYTHON_VERSION): one recipe line.
+define rpm_build
+@test -n "$(2)" || { echo "no RPM_PYTHON3_VERSION_$(1) for the RPM target $(1)" >&2; exit 1; }
+env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL SOURCE_DATE_EPOCH=$(PKG_EPOCH) HOME=$(abspath $(RPM_HOME)) \
+	    rpmbuild -ba --nodeps --quiet --define "_topdir $(abspath $(RPM_TOP))" \
+	    --define "dist .$(1)" --define "python3_version $(2)" \
+	    --define "python3_sitelib /usr/lib/python$(2)/site-packages" \
+	    --define "use_source_date_epoch_as_buildtime 1" --define "clamp_mtime_to_source_date_epoch 1" \
+	    --define "__brp_compress /bin/bash %{_rpmconfigdir}/brp-compress %{?_prefix}" \
+	    $(RPM_TOP)/SPECS/vmha.spec
+
+endef
+
+# One rpmbuild per target, each with that target's dist tag and Python: python3_version and
+# python3_sitelib are defined on the command line, so they win over a build host's own
+# python3 macros too (the host's Python is not the target's).
+$(RPM_STAMP): $(PKG_BUILD)/src/.stamp | packages-deps
+	@test -n "$(RPM_TARGETS)" || { echo "RPM_TARGETS is empty" >&2; exit 1; }
 	rm -rf $(RPM_TOP)
 	mkdir -p $(RPM_TOP)/SOURCES $(RPM_TOP)/SPECS
 	tar -c --sort=name --mtime=@$(PKG_EPOCH) --owner=0 --group=0 --numeric-owner \
 	    -C $(PKG_BUILD)/src vmha-$(PKG_VERSION) | gzip -n -9 > $(RPM_TOP)/SOURCES/vmha-$(PKG_VERSION).tar.gz
 	cp $(PKG_SRC)/vmha.spec $(RPM_TOP)/SPECS/vmha.spec
 	mkdir -p $(RPM_HOME)
-	set -e; pydef=; \
-	if [ -z "$$(rpm --eval '%{?python3_sitelib}')" ]; then pydef="python3_version $(RPM_PYTHON3_VERSION)"; fi; \
-	env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL SOURCE_DATE_EPOCH=$(PKG_EPOCH) HOME=$(abspath $(RPM_HOME)) \
-	    rpmbuild -ba --nodeps --quiet --define "_topdir $(abspath $(RPM_TOP))" \
-	    --define "use_source_date_epoch_as_buildtime 1" --define "clamp_mtime_to_source_date_epoch 1" \
-	    --define "__brp_compress /bin/bash %{_rpmconfigdir}/brp-compress %{?_prefix}" \
-	    $${pydef:+--define "$$pydef"} $(RPM_TOP)/SPECS/vmha.spec
-	@ls -l $(RPM_TOP)/RPMS/noarch/*.rpm $(RPM_TOP)/SRPMS/*.rpm
+	$(foreach t,$(RPM_TARGETS),$(call rpm_build,$(t),$(RPM_PYTHON3_VERSION_$(t))))
+	@ls -l $(RPM_FILES) $(SRPM_FILES)
+	touch $@
 
 # --nodeps above: the build dependencies are Debian packages (packages-deps), which rpm's
 # own database does not know about. __brp_compress: Debian's brp-compress is a bash script
@@ -118,15 +138,19 @@ $(RPM_FILE): $(PKG_BUILD)/src/.stamp | packages-deps
 
 # lintian: on the .changes (source package, .deb and .buildinfo); warnings fail unless an
 # override with its reason is in debian/vmha.lintian-overrides or debian/source/.
-# rpmlint --strict: every message fails unless packaging/rpm/vmha.rpmlintrc filters it
+# rpmlint --strict, once per RPM target (one run sees its SRPM and RPM: two SRPMs of one name
+# in a run are "multiple-specfiles"): every message fails unless packaging/rpm/vmha.rpmlintrc filters it
 # (rpmlint.toml: Fedora's man page compression and licence list, which Debian's lacks).
 lint-packages: deb rpm
 	lintian --fail-on error,warning --display-info --pedantic --display-experimental --show-overrides \
 	    $(DEB_DIR)/vmha_$(PKG_VERSION)_$$(dpkg --print-architecture).changes
 	mkdir -p $(RPM_HOME)
-	HOME=$(abspath $(RPM_HOME)) rpmlint --strict \
-	    --config packaging/rpm/rpmlint.toml --rpmlintrc packaging/rpm/vmha.rpmlintrc \
-	    $(RPM_TOP)/SPECS/vmha.spec $(SRPM_FILE) $(RPM_FILE)
+	set -e; for t in $(RPM_TARGETS); do \
+	    HOME=$(abspath $(RPM_HOME)) rpmlint --strict \
+	        --config packaging/rpm/rpmlint.toml --rpmlintrc packaging/rpm/vmha.rpmlintrc \
+	        $(RPM_TOP)/SPECS/vmha.spec $(RPM_TOP)/SRPMS/vmha-$(PKG_VERSION)-1.$$t.src.rpm \
+	        $(RPM_TOP)/RPMS/noarch/vmha-$(PKG_VERSION)-1.$$t.noarch.rpm; \
+	done
 
 packages-clean:
 	rm -rf $(PKG_BUILD)

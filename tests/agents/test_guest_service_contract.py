@@ -62,7 +62,6 @@ def test_metadata_valid_against_pcs_schema():
         "monitor",
         "validate-all",
         "meta-data",
-        "reload-agent",
     }
 
 
@@ -365,7 +364,7 @@ WRAPPER = textwrap.dedent(
     fake.qemuAgentCommand = qemuAgentCommand
     sys.modules["libvirt_qemu"] = fake
 
-    from vmha.agents.guest_service import main
+    from vmha.guest_service.agent import main
 
     rc = main(sys.argv, dict(os.environ))
     sys.stdout.flush()

@@ -125,7 +125,7 @@ def test_metadata_valid_against_pcs_schema_and_golden():
     names = {p.get("name") for p in doc.iter("parameter")}
     assert {"hypervisor", "storage_pools", "interfaces", "reserved_cpus", "reserved_memory_mib"} <= names
     actions = {a.get("name") for a in doc.iter("action")}
-    assert actions == {"start", "stop", "monitor", "validate-all", "reload-agent", "meta-data"}
+    assert actions == {"start", "stop", "monitor", "validate-all", "meta-data"}
 
 
 # -- without a cluster -----------------------------------------------------------------------
@@ -245,6 +245,13 @@ def test_checks_on_this_real_host(host):
     run = host.run("monitor", host_root="/", interfaces="lo", memory_headroom_mib=0)
     _clean(run)
     assert run.rc == 0
+    # What it published: the verdict of this machine's checks, and the node's capacity (the
+    # test driver's 16 CPUs and 3072 MiB less 1024 reserved); attrd is absent here, so the
+    # colour is recorded as not written yet (one failure of three allowed).
+    state = host.state()
+    assert state["health"]["level"] in ("green", "yellow", "red")
+    assert "published" not in state and state["attrd_failures"] == 1
+    assert [host.utilization(k) for k in ("cpu", "hv_memory", "host_memory")] == ["16", "2048", "2048"]
 
 
 @needs_root

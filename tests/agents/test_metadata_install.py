@@ -1,5 +1,7 @@
-"""The metadata every agent prints: valid for pcs (its own OCF 1.1 schema), equal to the golden
-copy, and what `pcs resource describe` shows once `make install` has put the agents in place."""
+"""The metadata every agent prints: valid for pcs (its own OCF 1.1 schema) and for resource-agents'
+ra-api-1.dtd (what ocf-tester checks), equal to the golden copy, and what `pcs resource describe`
+shows once `make install` has put the agents in place.  A missing schema file fails the test:
+make's deps install both (pcs, resource-agents)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from tests.support.agent import AGENT_DIR, ROOT, ocf_env, run_agent
 
 AGENTS = ["VirtualMachine", "GuestService", "HypervisorHealth"]
 PCS_RNG = "/usr/share/pcs/data/ocf-1.1.rng"
+RA_DTD = "/usr/share/resource-agents/ra-api-1.dtd"
+DOCTYPE = '<!DOCTYPE resource-agent SYSTEM "ra-api-1.dtd">'
 GOLDEN = os.path.join(ROOT, "tests", "data", "metadata")
 INSTALLED = "/usr/lib/ocf/resource.d/vmha"
 
@@ -25,6 +29,37 @@ def test_metadata_valid_against_pcs_schema(agent):
     doc = etree.fromstring(run.stdout.encode())
     assert schema.validate(doc), schema.error_log
     assert doc.findtext("version") == "1.1"
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_metadata_valid_against_resource_agents_dtd(agent):
+    run = run_agent("meta-data", {"PATH": "/usr/bin:/bin"}, agent=agent)
+    assert run.rc == 0 and run.stderr == ""
+    assert run.stdout.splitlines()[1] == DOCTYPE
+    doc = etree.fromstring(run.stdout.encode())
+    assert doc.getroottree().docinfo.system_url == "ra-api-1.dtd"
+    dtd = etree.DTD(RA_DTD)
+    assert dtd.validate(doc), dtd.error_log.filter_from_errors()
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_metadata_valid_for_xmllint_both_ways(agent):
+    """xmllint as ocf-tester runs it (--valid: the DOCTYPE's DTD, found from the DTD's directory),
+    and with both schema files given explicitly."""
+    with open(os.path.join(GOLDEN, f"{agent}.xml"), "rb") as fh:
+        body = fh.read()
+    assert os.path.exists(RA_DTD) and os.path.exists(PCS_RNG)
+    as_ocf_tester = subprocess.run(
+        ["xmllint", "--noout", "--valid", "-"], input=body, capture_output=True, cwd=os.path.dirname(RA_DTD)
+    )
+    assert as_ocf_tester.returncode == 0, as_ocf_tester.stderr.decode()
+    explicit = subprocess.run(
+        ["xmllint", "--noout", "--nonet", "--dtdvalid", RA_DTD, "--relaxng", PCS_RNG, "-"],
+        input=body,
+        capture_output=True,
+        cwd=os.path.dirname(RA_DTD),
+    )
+    assert explicit.returncode == 0, explicit.stderr.decode()
 
 
 @pytest.mark.parametrize("agent", AGENTS)
@@ -63,7 +98,8 @@ def test_installed_agent_described_by_pcs():
     assert "ocf:vmha:VirtualMachine" in text
     for name in ("config (required)", "hypervisor", "shutdown_mode", "migration_transport", "peer_check_uri"):
         assert name in text, name
-    assert "migrate_to" in text and "reload-agent" in text
+    assert "migrate_to" in text
+    assert "reload-agent" not in text  # not an action of ra-api-1.dtd: not advertised
 
 
 @needs_install
@@ -84,5 +120,6 @@ def test_installed_guest_service_described_by_pcs():
         ["pcs", "resource", "describe", "ocf:vmha:GuestService"], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    for name in ("domain (required)", "service", "manager", "tcp_check", "http_check", "reload-agent"):
+    for name in ("domain (required)", "service", "manager", "tcp_check", "http_check"):
         assert name in done.stdout, name
+    assert "reload-agent" not in done.stdout  # not an action of ra-api-1.dtd: not advertised

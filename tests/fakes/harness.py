@@ -4,7 +4,7 @@
 peer and migration target (``qemu://node2/system``, also ``qemu+tcp://node2/system``).
 ``Cluster.run(action, **params)`` builds the OCF environment (``OCF_RESKEY_<param>``;
 ``meta_<name>`` becomes ``OCF_RESKEY_CRM_meta_<name>``), calls
-``vmha.ocf.dispatch.run(vmha.agents.virtual_machine.SPEC, ...)`` and returns the exit code,
+``vmha.ocf.dispatch.run(vmha.virtual_machine.agent.SPEC, ...)`` and returns the exit code,
 the exit reason, everything logged and how long it took.
 
 Fixtures (import them into a test module): ``lv`` the fake libvirt module, ``vm`` the
@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from vmha.agents import virtual_machine
+from vmha import qemu_processes as procscan
 from vmha.ocf import dispatch, statefile
 from vmha.ocf.codes import OcfRc
-from vmha.virt import procscan
+from vmha.virtual_machine import agent as virtual_machine
+from vmha.virtual_machine import resource as vm_resource
 
 from tests.fakes import libvirt as fl
 from tests.fakes.runner import FakeRunner
@@ -95,7 +96,7 @@ class Cluster:
         self.watchdog: list[int] = []
         self.connections_may_stay_open = False  # set by a test that expects a leak
         self.watchdog_may_fire = False
-        monkeypatch.setattr(virtual_machine, "CommandRunner", lambda env=None: self.runner)
+        monkeypatch.setattr(vm_resource, "CommandRunner", lambda env=None: self.runner)
         monkeypatch.setattr(dispatch, "os", _NoExit(self.watchdog))
 
     def rsctmp(self, node: str) -> Path:

@@ -723,6 +723,18 @@ class virDomain:  # noqa: N801 - libvirt's own name
         rec.autostart = bool(autostart)
         return 0
 
+    def setMetadata(  # noqa: N802
+        self,
+        type: int,
+        metadata: str | None,
+        key: str | None,
+        uri: str | None,
+        flags: int = 0,  # noqa: A002
+    ) -> int:
+        # takes a job in libvirt (Domain.wait_for_jobs relies on it); the fake has no jobs
+        self._enter("setMetadata", type, metadata, key, uri, flags, write=True)
+        return 0
+
     def save(self, path: str) -> int:
         rec = self._enter("save", path, write=True)
         with self.hv.lock:

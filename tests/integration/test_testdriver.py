@@ -12,12 +12,12 @@ import subprocess
 import uuid
 
 import pytest
-from vmha.agents.virtual_machine import SPEC
 from vmha.deadline import Deadline
 from vmha.ocf import dispatch
 from vmha.virt.connection import Connection
 from vmha.virt.domain import DomainState
 from vmha.virt.errors import DomainConflict, DomainNotFound, HypervisorUnreachable, OperationInvalid
+from vmha.virtual_machine.agent import SPEC
 
 URI = "test:///default"
 XML = """<domain type='test'>

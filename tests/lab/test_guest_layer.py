@@ -58,8 +58,7 @@ def test_service_killed_restarts_in_place(watched: Lab, web: str) -> None:
     r = scenarios.kill_guest_service(lab, web, VM)
     assert r.recovery_s is not None, f"the service did not answer again: {r.to_json()}"
     assert r.exit_reason.startswith("service "), r.exit_reason
-    assert r.qemu_pid_before and r.qemu_pid_after == r.qemu_pid_before, (
-        f"the VM's QEMU changed: {r.to_json()}")
+    assert r.qemu_pid_before and r.qemu_pid_after == r.qemu_pid_before, f"the VM's QEMU changed: {r.to_json()}"
     assert r.boots_after == r.boots_before, "the guest rebooted"
     assert service_ready(lab) == host
 
@@ -74,8 +73,9 @@ def test_client_port_blocked_names_client_path(watched: Lab, web: str) -> None:
         failed = wait_until(lambda: scenarios.failures_of(lab, web), 60, 0.2)
         text = lab.crm_mon_text()
     finally:
-        restored = wait_until(lambda: scenarios.guest_exec(
-            lab, host, VM, ["/bin/ip", "link", "set", "eth0", "up"]) == 0, 60, 1.0)
+        restored = wait_until(
+            lambda: scenarios.guest_exec(lab, host, VM, ["/bin/ip", "link", "set", "eth0", "up"]) == 0, 60, 1.0
+        )
     assert restored, "could not bring the guest's eth0 back up"
     assert failed, f"the monitor did not fail with the port cut:\n{text}"
     reason = failed[0].exit_reason
@@ -90,16 +90,20 @@ def test_frozen_guest_restarts_vm(watched: Lab) -> None:
     lab = watched
     vm = "vmfreeze"
     img = image.ensure(lab.paths.image_dir, lab.runner)
-    lab.create_vm(vm, img, prefer=lab.hosts[1],
-                  params=["guest_misses=2", "guest_boot_grace=20", "guest_agent_timeout=2",
-                          "shutdown_timeout=10"],
-                  monitor=["interval=2s", "timeout=20s", "OCF_CHECK_LEVEL=10"])
+    lab.create_vm(
+        vm,
+        img,
+        prefer=lab.hosts[1],
+        params=["guest_misses=2", "guest_boot_grace=20", "guest_agent_timeout=2", "shutdown_timeout=10"],
+        monitor=["interval=2s", "timeout=20s", "OCF_CHECK_LEVEL=10"],
+    )
     frozen: int | None = None
     try:
         host = wait_until(lambda: (s := lab.crm()) and s.started_on(vm), 90, 0.2)
         assert host, f"{vm} did not start"
         assert wait_until(lambda: scenarios.guest_agent_answers(lab, host, vm), 90, 0.5), (
-            "the guest agent never answered")
+            "the guest agent never answered"
+        )
         frozen = scenarios.qemu_pid(lab, host, vm)
         assert frozen
         os.kill(frozen, signal.SIGSTOP)

@@ -36,7 +36,8 @@ def guests_booted(lab: Lab) -> dict[str, int]:
     completes during a test is no restart)."""
     for vm, host in scenarios.locations(lab).items():
         assert host and wait_until(lambda h=host, v=vm: scenarios.guest_agent_answers(lab, h, v), 90, 0.5), (
-            f"{vm}'s guest did not finish booting")
+            f"{vm}'s guest did not finish booting"
+        )
     return {vm: scenarios.boots(lab, vm) for vm in lab.state.vms}
 
 

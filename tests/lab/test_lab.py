@@ -19,11 +19,16 @@ pytestmark = pytest.mark.lab
 
 # behaviour ocf:vmha:VirtualMachine fixes; VirtualDomain is known to fail these
 xfail_hung_monitor = pytest.mark.xfail(
-    AGENT == "heartbeat", strict=False,
-    reason="VirtualDomain's monitor waits on a hung libvirtd until Pacemaker's timeout")
+    AGENT == "heartbeat",
+    strict=False,
+    reason="VirtualDomain's monitor does not answer 190 without libvirtd (it waits on a hung one)",
+)
+only_vmha = pytest.mark.skipif(AGENT != "vmha", reason="VirtualDomain has no peer check")
 xfail_no_abort = pytest.mark.xfail(
-    AGENT == "heartbeat", strict=False,
-    reason="VirtualDomain leaves an unfinishable migration to Pacemaker's migrate_to timeout")
+    AGENT == "heartbeat",
+    strict=False,
+    reason="VirtualDomain leaves an unfinishable migration to Pacemaker's migrate_to timeout",
+)
 
 
 def where(lab: Lab, vm: str) -> str:
@@ -46,8 +51,7 @@ def test_fence_agent_metadata_as_hacluster(watched: Lab) -> None:
     # pacemaker-controld asks for fence agent metadata as hacluster; failing costs ~1 s per
     # retry in every failover
     lab = watched
-    done = lab.exec(lab.hosts[0], ["runuser", "-u", "hacluster", "--", FENCE_AGENT_PATH,
-                                   "-o", "metadata"], timeout=30)
+    done = lab.exec(lab.hosts[0], ["runuser", "-u", "hacluster", "--", FENCE_AGENT_PATH, "-o", "metadata"], timeout=30)
     assert done.ok and "fence_vmhalab" in done.stdout, done.stderr
     status = lab.exec(lab.hosts[0], [FENCE_AGENT_PATH, "-o", "status", "-n", lab.hosts[1]])
     assert status.ok and "ON" in status.stdout
@@ -70,6 +74,30 @@ def test_stop_start_monitor(watched: Lab) -> None:
     check = lab.exec(host, ["crm_resource", "--resource", vm, "--force-check"], timeout=60)
     assert check.ok, check.stdout + check.stderr
     assert not [f for f in lab.crm().failures if f.resource == vm]  # type: ignore[union-attr]
+
+
+@only_vmha
+def test_start_on_a_peer_is_refused_while_the_vm_runs(watched: Lab) -> None:
+    """The peer check on by default (the lab's resources set remoteuri for live migration):
+    the agent's start on the other host, run exactly as Pacemaker would run it there, asks
+    the real peer libvirtd over qemu+tcp and refuses; nothing starts, the VM keeps its QEMU."""
+    lab = watched
+    vm = lab.state.vms[0]
+    host = where(lab, vm)
+    pid = scenarios.qemu_pid(lab, host, vm)
+    assert pid
+    lab.pcs("resource", "unmanage", vm)  # the cluster does not react to what we do by hand
+    try:
+        t0 = time.monotonic()
+        done = scenarios.vm_action_now(lab, other(lab, host), vm, "start")
+        took = time.monotonic() - t0
+    finally:
+        lab.pcs("resource", "manage", vm)
+    assert done.rc == 1, (done.rc, done.stderr)
+    assert f"already runs on {host}" in done.stderr, done.stderr
+    assert scenarios.qemu_pid(lab, other(lab, host), vm) is None, "a second copy started"
+    assert scenarios.qemu_pid(lab, host, vm) == pid
+    assert took < 10, f"the refused start took {took:.1f}s"
 
 
 def test_live_migration_both_ways(watched: Lab) -> None:
@@ -114,19 +142,33 @@ def test_qemu_killed_restarts_in_place(watched: Lab) -> None:
 
 
 def _libvirtd_outage(lab: Lab, sig: int, outage_s: float) -> None:
+    """libvirtd gone (or hung) for ``outage_s`` on the host of vm1: the VM stays where it is
+    (same QEMU, no guest restart), and the monitor, run as pacemaker-execd runs it while the
+    daemon is gone, answers 190 (degraded: QEMU still runs) instead of failing the VM."""
     vm = lab.state.vms[0]
     host = where(lab, vm)
+    assert scenarios.wait_boots(lab, vm, 1)
+    booted = scenarios.boots(lab, vm)
+    pid = scenarios.qemu_pid(lab, host, vm)
+    assert pid, f"no QEMU for {vm} on {host}"
     scenarios.signal_daemon(lab, host, "libvirtd", sig)
+    t0 = time.monotonic()
     try:
-        time.sleep(outage_s)
+        rc = scenarios.vm_monitor_now(lab, host, vm)
+        time.sleep(max(0.0, outage_s - (time.monotonic() - t0)))
     finally:
         scenarios.restart_libvirtd(lab, host)
+    assert rc == 190, f"monitor answered {rc} with libvirtd gone and QEMU {pid} alive"
     assert scenarios.settle(lab, 180), "the cluster did not recover"
     status = lab.crm()
     assert status is not None
     assert not scenarios.monitor_timeouts(status), status.failures
+    assert status.started_on(vm) == host, f"{vm} moved during the outage"
+    assert scenarios.qemu_pid(lab, host, vm) == pid, f"{vm}'s QEMU changed during the outage"
+    assert scenarios.boots(lab, vm) == booted, f"{vm}'s guest restarted during the outage"
 
 
+@xfail_hung_monitor
 def test_libvirtd_killed(watched: Lab) -> None:
     # two monitor intervals without libvirtd on the host, then it comes back
     _libvirtd_outage(watched, signal.SIGKILL, 22)
@@ -148,26 +190,29 @@ def test_migration_abort_keeps_vm_on_source(watched: Lab, checker: DoubleRunChec
     vm, timeout_s = "vmslow", 15
     host = lab.hosts[0]
     img = image.ensure(lab.paths.image_dir, lab.runner)
-    lab.create_vm(vm, img, prefer=host, params=["migration_speed=1"],
-                  ops=["migrate_to", f"timeout={timeout_s}s"])
+    lab.create_vm(vm, img, prefer=host, params=["migration_speed=1"], ops=["migrate_to", f"timeout={timeout_s}s"])
     try:
         assert started_on(lab, vm, host, 60)
         assert scenarios.wait_boots(lab, vm, 1)
         time.sleep(1)  # a few checker samples of the guest running on the source
         t_move = time.monotonic()
         lab.pcs("resource", "move-with-constraint", vm, other(lab, host))
-        failed = wait_until(lambda: (s := lab.crm()) and [
-            f for f in s.failures if f.resource == vm and f.task == "migrate_to"],
-            timeout_s + 30, 0.1)
+        failed = wait_until(
+            lambda: (s := lab.crm()) and [f for f in s.failures if f.resource == vm and f.task == "migrate_to"],
+            timeout_s + 30,
+            0.1,
+        )
         t_failed = time.monotonic()
         assert failed, "migrate_to did not fail"
         assert failed[0].status.lower() != "timed out", "the agent let Pacemaker time it out"
         assert failed[0].exec_time_ms < timeout_s * 1000
         runs = checker.tracker.runs(domain_uuid(vm))
         assert any(a <= t_move and b >= t_failed - 1.0 for a, b in runs.get(host, [])), (
-            f"the guest did not run on {host} throughout the aborted migration: {runs}")
+            f"the guest did not run on {host} throughout the aborted migration: {runs}"
+        )
         assert not [iv for iv in runs.get(other(lab, host), []) if iv[1] >= t_move and iv[0] <= t_failed], (
-            "the guest ran on the target during the aborted migration")
+            "the guest ran on the target during the aborted migration"
+        )
     finally:
         lab.pcs("resource", "clear", vm)
         lab.delete_vm(vm)
@@ -191,8 +236,9 @@ def test_checker_sees_a_double_run(lab: Lab) -> None:
         scenarios.signal_daemon(lab, b, "libvirtd", signal.SIGSTOP)
         try:
             with DoubleRunChecker(lab.hosts, lab.host_pid) as chk:
-                assert wait_until(lambda: [i for i in chk.incidents if i.uuid == domain_uuid(name)],
-                                  10, 0.2), "not seen through /proc with libvirtd hung"
+                assert wait_until(lambda: [i for i in chk.incidents if i.uuid == domain_uuid(name)], 10, 0.2), (
+                    "not seen through /proc with libvirtd hung"
+                )
                 assert chk.fallback_samples > 0
         finally:
             scenarios.restart_libvirtd(lab, b)

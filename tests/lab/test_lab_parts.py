@@ -8,12 +8,15 @@ import subprocess
 import sys
 
 import pytest
-from vmha.lab import fence_agent
-from vmha.lab.checker import Tracker
+from vmha.lab import events, fence_agent, proc
+from vmha.lab.checker import DoubleRunChecker, Tracker, host_uuid_of
 from vmha.lab.cluster import parse_crm_mon
-from vmha.lab.config import LabConfig
+from vmha.lab.config import LabConfig, host_uuid
+from vmha.lab.demo import FIGURES, demo_ok, double_run_figures
+from vmha.lab.health import Evacuation
 from vmha.lab.image import Cpio
-from vmha.lab.nodefiles import corosync_conf
+from vmha.lab.nodefiles import corosync_conf, libvirtd_conf, qemu_conf
+from vmha.lab.scenarios import Failover, Migration, ServiceRecovery, op_steps
 
 
 def feed(t: Tracker, host: str, times: list[float], running: bool, uuid: str = "u") -> None:
@@ -49,8 +52,7 @@ class TestTracker:
         for i in range(60):
             ts = i * 0.2
             t.sample("A", ts, ts + 0.01, {"u": "vm"} if ts < 6.3 else {})
-            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {},
-                     migrated=frozenset({"u"}))
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {}, migrated=frozenset({"u"}))
         assert t.incidents == []
 
     def test_a_source_that_keeps_running_after_the_handover_is_caught(self) -> None:
@@ -58,9 +60,43 @@ class TestTracker:
         for i in range(60):
             ts = i * 0.2
             t.sample("A", ts, ts + 0.01, {"u": "vm"} if ts < 8.0 else {})
-            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {},
-                     migrated=frozenset({"u"}))
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {}, migrated=frozenset({"u"}))
         assert len(t.incidents) == 1 and t.incidents[0].overlap_s >= 1.0
+
+    def test_a_late_stop_event_while_the_source_is_still_in_its_migration_job(self) -> None:
+        """On two busy cores the source said running 1.5 s after the destination resumed,
+        its outgoing migration job still open: libvirt's handover, not a double run."""
+        t = Tracker()
+        for i in range(60):
+            ts = i * 0.2
+            src = {"u": "vm"} if ts < 7.5 else {}
+            t.sample("A", ts, ts + 0.01, src, departing=frozenset({"u"}) if ts > 5.0 else frozenset())
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {}, migrated=frozenset({"u"}))
+        assert t.incidents == []
+
+    def test_the_same_lag_without_the_migration_job_counts(self) -> None:
+        t = Tracker()
+        for i in range(60):
+            ts = i * 0.2
+            t.sample("A", ts, ts + 0.01, {"u": "vm"} if ts < 7.5 else {})
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {}, migrated=frozenset({"u"}))
+        assert len(t.incidents) == 1 and t.incidents[0].overlap_s > 1.0
+
+    def test_a_migration_job_does_not_excuse_a_cold_start_elsewhere(self) -> None:
+        t = Tracker()
+        for i in range(60):
+            ts = i * 0.2
+            t.sample("A", ts, ts + 0.01, {"u": "vm"} if ts < 7.5 else {}, departing=frozenset({"u"}))
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {})
+        assert len(t.incidents) == 1
+
+    def test_a_migration_job_does_not_excuse_a_long_overlap(self) -> None:
+        t = Tracker()
+        for i in range(120):
+            ts = i * 0.2
+            t.sample("A", ts, ts + 0.01, {"u": "vm"}, departing=frozenset({"u"}))
+            t.sample("B", ts + 0.1, ts + 0.11, {"u": "vm"} if ts + 0.1 > 6.0 else {}, migrated=frozenset({"u"}))
+        assert len(t.incidents) == 1 and t.incidents[0].overlap_s >= 10.0 - 0.5
 
     def test_a_short_overlap_with_a_cold_start_counts(self) -> None:
         t = Tracker()
@@ -92,8 +128,11 @@ def test_cpio_newc_is_readable_by_cpio() -> None:
     c.file("usr/sbin/tool", b"#!/bin/sh\n", 0o755)
     c.symlink("bin/sh", "busybox")
     archive = c.finish()
-    listing = subprocess.run(["/usr/bin/cpio", "-itv", "--quiet"], input=archive,
-                             capture_output=True, check=True).stdout.decode().splitlines()
+    listing = (
+        subprocess.run(["/usr/bin/cpio", "-itv", "--quiet"], input=archive, capture_output=True, check=True)
+        .stdout.decode()
+        .splitlines()
+    )
     assert [line.split()[-1] for line in listing] == ["usr", "usr/sbin", "usr/sbin/tool", "busybox"]
     assert listing[2].startswith("-rwxr-xr-x") and listing[3].startswith("lrwxrwxrwx")
     assert len(archive) % 4 == 0
@@ -120,8 +159,9 @@ class TestFenceAgent:
 
     def test_runs_standalone(self) -> None:
         # installed as a lone file: it must not need vmha on the path
-        out = subprocess.run([sys.executable, "-I", fence_agent.__file__, "-o", "metadata"],
-                             capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-I", fence_agent.__file__, "-o", "metadata"], capture_output=True, text=True, check=True
+        ).stdout
         assert "fence_vmhalab" in out
 
 
@@ -144,3 +184,93 @@ def test_crm_mon_failure_of_migrate_to() -> None:
     assert s.started_on("vm_a") == "ha1"
     (f,) = s.failures
     assert (f.resource, f.task, f.rc, f.exec_time_ms) == ("vm_a", "migrate_to", 1, 11423)
+
+
+class TestNotMeasuredIsNull:
+    """A figure the lab did not measure is null in its JSON, and a null safety figure makes
+    the demo fail: no default 0/False/"" standing in for "not measured"."""
+
+    def report(self, **over: object) -> dict[str, object]:
+        base: dict[str, object] = {"ok": True, "double_run_seen": False, "fenced": True, "down_clean": True}
+        return {**base, **over}
+
+    def test_all_measured_and_good_is_ok(self) -> None:
+        assert demo_ok(self.report())
+
+    @pytest.mark.parametrize("key", ["double_run_seen", "fenced", "down_clean"])
+    def test_an_unmeasured_safety_figure_is_not_ok(self, key: str) -> None:
+        assert not demo_ok(self.report(**{key: None}))
+        r = self.report()
+        del r[key]
+        assert not demo_ok(r)
+
+    def test_a_double_run_is_not_ok(self) -> None:
+        assert not demo_ok(self.report(double_run_seen=True))
+
+    def test_no_checker_is_null(self) -> None:
+        assert double_run_figures(None) == {"double_runs": None, "double_run_seen": None, "double_run_samples": None}
+
+    def test_a_checker_that_never_sampled_a_host_is_null(self) -> None:
+        chk = DoubleRunChecker(["ha1", "ha2"], lambda _h: 0)
+        feed(chk.tracker, "ha1", [0.0, 0.2], True)
+        got = double_run_figures(chk)
+        assert got["double_run_seen"] is None and got["double_run_samples"] == {"ha1": 2, "ha2": 0}
+        feed(chk.tracker, "ha2", [0.3], False)
+        assert double_run_figures(chk)["double_run_seen"] is False
+
+    def test_demo_report_starts_all_null(self) -> None:
+        report = {"ok": False, **dict.fromkeys(FIGURES)}
+        assert all(report[k] is None for k in FIGURES) and not demo_ok(report)
+
+    def test_failover_without_events_is_null(self) -> None:
+        fo = Failover("ha1", ["vm1"])
+        got = fo.to_json()
+        for k in ("failover_s", "detection_s", "fenced_s", "fenced", "rejoin_s"):
+            assert got[k] is None, k
+        fo.start_exec_s["vm1"] = None
+        assert fo.to_json()["start_exec_s"] == {"vm1": None}
+
+    def test_migration_without_events_is_null(self) -> None:
+        got = Migration("vm1", "ha1", "ha2", 3.0, 4.0).to_json()
+        assert got["live"] is None and got["steps_s"] is None
+
+    def test_op_step_without_exec_time_is_null(self) -> None:
+        op = events.Event(
+            kind="resource",
+            reporter="ha1",
+            node="ha1",
+            rsc="vm1",
+            task="start",
+            interval_ms=0,
+            rc=0,
+            target_rc=0,
+            status="",
+            desc="",
+            attribute="",
+            value="",
+            at=10.0,
+            exec_ms=None,
+        )
+        assert op_steps([op], 9.0)["start"] is None
+
+    def test_service_recovery_and_evacuation_unmeasured(self) -> None:
+        r = ServiceRecovery("web1", "vm1", "ha1").to_json()
+        assert r["exit_reason"] is None and r["boots_before"] is None and r["vm_untouched"] is False
+        ev = Evacuation("ha1", []).to_json()
+        assert ev["evacuation_s"] is None and ev["red_s"] is None and ev["green_again_s"] is None
+
+
+class TestOwnHostsOnly:
+    def test_host_uuid_of_capabilities(self) -> None:
+        caps = "<capabilities><host><uuid>00000000-0000-4000-8000-000000000002</uuid></host></capabilities>"
+        assert host_uuid_of(caps) == host_uuid(2)
+        assert host_uuid_of("<capabilities/>") is None and host_uuid_of("not xml") is None
+
+    def test_host_root_needs_the_marker(self) -> None:
+        # our own process: its /run has no lab marker, so it never resolves to a lab host
+        assert proc.host_root(os.getpid(), "ha1") is None
+
+    def test_libvirt_config_is_the_labs_own(self) -> None:
+        conf = libvirtd_conf(2)
+        assert f'host_uuid = "{host_uuid(2)}"' in conf and 'listen_addr = "10.99.0.2"' in conf
+        assert "namespaces = [ ]" in qemu_conf(2)

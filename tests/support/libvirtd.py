@@ -42,19 +42,30 @@ def private_libvirtd(directory: str) -> Iterator[str]:
     )
     sock = os.path.join(sock_dir, "libvirt-sock")
     try:
-        for _ in range(200):
-            if os.path.exists(sock) or proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        if not os.path.exists(sock):
-            raise RuntimeError(f"private libvirtd did not start: {open(log.name).read()[-2000:]}")
+        wait_for_socket(proc, sock, log.name, 10.0)
         yield sock
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_session(proc, 10.0)
         log.close()
+
+
+def wait_for_socket(proc: subprocess.Popen[bytes], sock: str, log_path: str, timeout: float) -> None:
+    """Until the daemon ``proc`` listens on ``sock``; RuntimeError with its log's tail when
+    it exits first or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(sock) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not os.path.exists(sock):
+        with open(log_path) as fh:
+            raise RuntimeError(f"private libvirtd did not start: {fh.read()[-2000:]}")
+
+
+def stop_session(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM to the daemon's whole session (its children too), SIGKILL after ``grace``."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)

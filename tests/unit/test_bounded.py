@@ -109,3 +109,26 @@ class TestDeadline:
         now[0] = 111
         assert d.remaining() == 0.0 and d.expired
         assert d.earlier(100).remaining() == 0.0
+
+
+def test_run_within_gives_the_value_or_abandons_the_step():
+    from vmha.deadline import run_within
+
+    assert run_within(lambda a, b: a + b, 1.0, 2, 3, name="add") == (True, 5)
+    gate = threading.Event()
+    t0 = time.monotonic()
+    try:
+        assert run_within(gate.wait, 0.1, 10, name="stuck") == (False, None)
+        assert time.monotonic() - t0 < 1.0
+    finally:
+        gate.set()
+
+
+def test_run_within_raises_what_the_step_raised():
+    from vmha.deadline import run_within
+
+    def boom():
+        raise KeyError("x")
+
+    with pytest.raises(KeyError):
+        run_within(boom, 1.0, name="boom")

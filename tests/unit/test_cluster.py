@@ -106,12 +106,16 @@ TOP = ["cibadmin", "--query", "--xpath", "//primitive[@id='hh']/ancestor-or-self
 
 def test_top_level_meta_reads_the_clone_not_the_primitive(scripted_runner):
     tools = ClusterTools(scripted_runner)
-    clone = ('<clone id="c"><meta_attributes id="m"><nvpair id="n" name="allow-unhealthy-nodes" value="true"/>'
-             '</meta_attributes><primitive id="hh"/></clone>')
+    clone = (
+        '<clone id="c"><meta_attributes id="m"><nvpair id="n" name="allow-unhealthy-nodes" value="true"/>'
+        '</meta_attributes><primitive id="hh"/></clone>'
+    )
     scripted_runner.expect(TOP, stdout=clone)
     assert tools.top_level_meta("hh", "allow-unhealthy-nodes", timeout=5) == "true"
-    inner = ('<clone id="c"><primitive id="hh"><meta_attributes id="m"><nvpair id="n" '
-             'name="allow-unhealthy-nodes" value="true"/></meta_attributes></primitive></clone>')
+    inner = (
+        '<clone id="c"><primitive id="hh"><meta_attributes id="m"><nvpair id="n" '
+        'name="allow-unhealthy-nodes" value="true"/></meta_attributes></primitive></clone>'
+    )
     scripted_runner.expect(TOP, stdout=inner)
     assert tools.top_level_meta("hh", "allow-unhealthy-nodes", timeout=5) is None
     scripted_runner.expect(TOP, rc=105, stderr="No such device or address")

@@ -127,3 +127,72 @@ def test_identity_needs_no_call():
 def test_job_type():
     dom, _raw, _conn = make()
     assert dom.job_type() == libvirt.VIR_DOMAIN_JOB_UNBOUNDED
+
+
+class MigratingRaw(StubRaw):
+    def __init__(self, release):
+        super().__init__()
+        self.release = release
+
+    def migrateToURI3(self, uri, params, flags):  # noqa: N802
+        self.calls.append(("migrateToURI3", uri, flags))
+        self.release.wait(5)
+
+    def migrate3(self, dconn, params, flags):  # noqa: N802
+        self.calls.append(("migrate3", dconn, flags))
+        return "dest-domain"
+
+
+class WedgedConn(StubConn):
+    def __init__(self):
+        super().__init__()
+        from vmha.virt import bounded
+
+        self.wedge = bounded.Wedge()
+        self.raw = "raw-conn"
+
+
+def test_a_peer_to_peer_migration_is_followed_then_abandoned_and_wedges_the_connection():
+    import threading
+
+    from vmha.virt.errors import HypervisorTimeout
+
+    release = threading.Event()
+    conn = WedgedConn()
+    raw = MigratingRaw(release)
+    dom = Domain(raw, conn)
+    try:
+        pending = dom.start_migration({"bandwidth": 1}, 1, dest_uri="qemu+tcp://node2/system")
+        assert not pending.wait(0.05)  # still inside libvirt: the caller follows it
+        pending.abandon()
+        assert conn.wedge, "an abandoned migration leaves its connection wedged"
+        assert "migration of domain vm1" in conn.wedge.what
+        with pytest.raises(HypervisorTimeout, match="not attempted"):
+            dom.start_migration({}, 1, dest_uri="qemu+tcp://node2/system")
+        assert [c[0] for c in raw.calls] == ["migrateToURI3"]
+    finally:
+        release.set()
+
+
+def test_a_client_driven_migration_hands_libvirt_the_destination_connection():
+    conn, dest = WedgedConn(), WedgedConn()
+    dest.raw = "raw-dest"
+    raw = MigratingRaw(None)
+    pending = Domain(raw, conn).start_migration({}, 8, dest=dest)
+    assert pending.wait(2)
+    assert pending.result() == "dest-domain"
+    assert raw.calls == [("migrate3", "raw-dest", 8)]
+    assert not conn.wedge
+
+
+def test_a_failed_migration_raises_a_classified_error():
+    from vmha.virt.errors import VirtError
+
+    class Failing(StubRaw):
+        def migrateToURI3(self, uri, params, flags):  # noqa: N802
+            raise libvirt.libvirtError("operation failed: migration out job: unexpectedly failed")
+
+    pending = Domain(Failing(), WedgedConn()).start_migration({}, 1, dest_uri="qemu+tcp://x/system")
+    assert pending.wait(2)
+    with pytest.raises(VirtError):
+        pending.result()

@@ -1,4 +1,4 @@
-"""``vmha.virt.agent.GuestAgent`` against a fake ``libvirt_qemu.qemuAgentCommand`` that answers
+"""``vmha.virt.guest_agent.GuestAgent`` against a fake ``libvirt_qemu.qemuAgentCommand`` that answers
 (and fails) the way libvirt does: real ``libvirtError`` objects with libvirt's codes and
 messages, base64 output from guest-exec-status, a call that hangs."""
 
@@ -12,9 +12,11 @@ import time
 import libvirt
 import pytest
 from vmha.deadline import Deadline
-from vmha.virt import agent as agent_mod
 from vmha.virt import bounded, errors
-from vmha.virt.agent import (
+from vmha.virt import guest_agent as agent_mod
+from vmha.virt.connection import Connection
+from vmha.virt.domain import Domain
+from vmha.virt.guest_agent import (
     AgentCommandFailed,
     AgentCommandUnsupported,
     GuestAgent,
@@ -23,8 +25,6 @@ from vmha.virt.agent import (
     libvirt_timeout,
     looks_like_uuid,
 )
-from vmha.virt.connection import Connection
-from vmha.virt.domain import Domain
 
 libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
 

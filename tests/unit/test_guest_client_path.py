@@ -1,4 +1,4 @@
-"""The client-path checks' I/O (vmha.agents.client_path) against real listeners on 127.0.0.1:
+"""The client-path checks' I/O (vmha.guest_service.client_path) against real listeners on 127.0.0.1:
 an open port, a closed one, a server that never answers, HTTP servers answering 200, 500 and
 a redirect, and one that trickles its headers (the whole check must still end in time)."""
 
@@ -10,8 +10,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from vmha.agents import client_path
-from vmha.probes import client_checks as cc
+from vmha.guest_service import client_path
+from vmha.verdicts import client_checks as cc
 
 
 @pytest.fixture
@@ -179,3 +179,14 @@ def test_not_http():
     outcome = client_path.http_get(cc.parse_http(f"http://127.0.0.1:{port}/"), 2.0)
     sock.close()
     assert outcome.status is None and "not an HTTP answer" in outcome.error
+
+
+def test_a_host_name_that_cannot_be_encoded_is_an_error_not_an_exception():
+    from vmha.guest_service import client_path
+    from vmha.verdicts.client_checks import HttpTarget, TcpOutcome, TcpTarget
+
+    label = "a" * 70  # one DNS label longer than 63: the IDNA codec refuses it
+    outcome, detail = client_path.tcp_connect(TcpTarget(label, 80), 1.0)
+    assert outcome is TcpOutcome.ERROR and detail
+    got = client_path.http_get(HttpTarget(f"http://{label}/", label, 80, "/", label), 1.0)
+    assert got.status is None and not got.timed_out

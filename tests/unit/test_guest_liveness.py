@@ -1,10 +1,10 @@
-"""Every transition of the guest liveness state machine (vmha.probes.guest_liveness)."""
+"""Every transition of the guest liveness state machine (vmha.verdicts.guest_liveness)."""
 
 from __future__ import annotations
 
 import pytest
 from vmha.ocf.codes import OcfRc
-from vmha.probes.guest_liveness import LivenessPolicy, Phase, Ping, judge, ping_outcome
+from vmha.verdicts.guest_liveness import LivenessPolicy, Phase, Ping, judge, ping_outcome
 from vmha.virt import errors
 
 POLICY = LivenessPolicy(grace_s=100.0, misses=3, on_failure="restart")

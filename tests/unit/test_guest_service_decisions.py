@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 from vmha.ocf.codes import OcfRc
-from vmha.probes import client_checks as cc
-from vmha.probes.service_status import (
-    CommandError,
+from vmha.verdicts import client_checks as cc
+from vmha.verdicts.guest_command import RefusedCommand, split_command
+from vmha.verdicts.service_status import (
     ServiceState,
     check_service_name,
     commands_for,
     judge_status,
-    split_command,
 )
 
 # -- commands per manager ----------------------------------------------------------------
@@ -53,7 +52,7 @@ def test_explicit_commands_are_split_into_words():
 
 
 def test_unknown_manager():
-    with pytest.raises(CommandError):
+    with pytest.raises(RefusedCommand):
         commands_for("upstart", "x")
 
 
@@ -84,9 +83,9 @@ def test_good_service_names(name):
     ],
 )
 def test_bad_service_names(name):
-    with pytest.raises(CommandError):
+    with pytest.raises(RefusedCommand):
         check_service_name(name)
-    with pytest.raises(CommandError):
+    with pytest.raises(RefusedCommand):
         commands_for("systemd", name)
 
 
@@ -110,7 +109,7 @@ def test_bad_service_names(name):
     ],
 )
 def test_shell_metacharacters_are_refused(text):
-    with pytest.raises(CommandError, match="metacharacter"):
+    with pytest.raises(RefusedCommand, match="metacharacter"):
         split_command(text, "start_command")
 
 
@@ -119,7 +118,7 @@ def test_shell_metacharacters_are_refused(text):
     [("app start", "absolute path"), ("", "empty"), ("   ", "empty"), ("/bin/app 'open", "quotation")],
 )
 def test_other_bad_commands(text, why):
-    with pytest.raises(CommandError, match=why):
+    with pytest.raises(RefusedCommand, match=why):
         split_command(text, "start_command")
 
 

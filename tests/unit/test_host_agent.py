@@ -18,14 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # for tests.fakes when pytest is not started from the checkout
     sys.path.insert(0, str(REPO))
 
-from vmha.agents.hh_params import PARAMS  # noqa: E402
-from vmha.agents.hypervisor_health import (  # noqa: E402
-    SPEC,
-    HypervisorHealth,
-    NodeTools,
-    parse_attrd_query,
-)
+from vmha.hypervisor_health.agent import SPEC, HypervisorHealth  # noqa: E402
+from vmha.hypervisor_health.params import PARAMS  # noqa: E402
 from vmha.ocf import statefile  # noqa: E402
+from vmha.ocf.cluster import ClusterTools, parse_attrd_query  # noqa: E402
 from vmha.ocf.codes import GenericError, NotConfigured, NotInstalled, NotRunning, OcfRc  # noqa: E402
 from vmha.ocf.context import OcfContext  # noqa: E402
 from vmha.ocf.log import Log  # noqa: E402
@@ -50,8 +46,10 @@ META = ["cibadmin", "--query", "--xpath", "//primitive[@id='hh']/ancestor-or-sel
 
 
 def clone_xml(meta=""):
-    return (f'<clone id="hh-clone"><meta_attributes id="m">{meta}</meta_attributes>'
-            '<primitive id="hh" class="ocf" provider="vmha" type="HypervisorHealth"/></clone>')
+    return (
+        f'<clone id="hh-clone"><meta_attributes id="m">{meta}</meta_attributes>'
+        '<primitive id="hh" class="ocf" provider="vmha" type="HypervisorHealth"/></clone>'
+    )
 
 
 META_TRUE = {"stdout": clone_xml('<nvpair id="a" name="allow-unhealthy-nodes" value="true"/>')}
@@ -128,8 +126,7 @@ class Env:
         env.update({f"OCF_RESKEY_{k}": str(v) for k, v in params.items()})
         ctx = OcfContext.from_env(action, env, PARAMS)
         assert not ctx.param_errors, ctx.param_errors
-        return HypervisorHealth(ctx, Log("test", stderr=self.log), self.runner, clock=self.clock,
-                                wall=lambda: WALL)
+        return HypervisorHealth(ctx, Log("test", stderr=self.log), self.runner, clock=self.clock, wall=lambda: WALL)
 
     def state(self):
         return statefile.read(statefile.state_path(str(self.rsctmp), "HypervisorHealth", "hh:0"))
@@ -137,11 +134,11 @@ class Env:
     def started(self, **params):
         self.runner.expect(META, **META_TRUE)
         self.runner.expect([*SET, "green"])
-        self.runner.expect(query("cpu"), **NO_SUCH)
-        self.runner.expect(util("cpu", 16))
+        self.runner.expect(query("cpu"), **NO_SUCH)  # the CIB read once, then written
         self.runner.expect(query("hv_memory"), **NO_SUCH)
-        self.runner.expect(util("hv_memory", 2048))
         self.runner.expect(query("host_memory"), **NO_SUCH)
+        self.runner.expect(util("cpu", 16))
+        self.runner.expect(util("hv_memory", 2048))
         self.runner.expect(util("host_memory", 2048))
         self.agent("start", **params).start()
         self.runner.assert_done()
@@ -164,7 +161,7 @@ def h(tmp_path, root):
 def test_start_publishes_health_and_utilization_and_marks_running(h):
     h.started()
     st = h.state()
-    assert st["published"] == "green" and st["utilization"] == {"cpu": 16, "hv_memory": 2048, "host_memory": 2048}
+    assert st["published"] == "green" and st["utilization"] == {"cpu": "16", "hv_memory": "2048", "host_memory": "2048"}
     assert "running" in st
 
 
@@ -389,8 +386,12 @@ def test_a_stale_claim_of_an_offline_or_old_monitor_is_ignored(h):
     three = "1 ha1 member\n2 ha2 member\n3 ha3 lost\n"
     h.runner.expect(NODES, stdout=three)
     h.runner.expect(QUERY, stdout=attrs(ha1="green", ha2="green"))
-    expect_claim(h.runner, members=three, seen={"ha1": STAMP, "ha2": f"{WALL - 600:.3f}", "ha3": STAMP},
-                 health=attrs(ha1="green", ha2="green"))
+    expect_claim(
+        h.runner,
+        members=three,
+        seen={"ha1": STAMP, "ha2": f"{WALL - 600:.3f}", "ha3": STAMP},
+        health=attrs(ha1="green", ha2="green"),
+    )
     h.runner.expect([*SET, "red"])
     h.runner.expect(CLAIM_DELETE)
     h.agent().monitor()
@@ -398,9 +399,9 @@ def test_a_stale_claim_of_an_offline_or_old_monitor_is_ignored(h):
 
 
 def test_claim_not_confirmed_by_attrd_stays_yellow(h, monkeypatch):
-    import vmha.agents.hypervisor_health as agent_module
+    import vmha.hypervisor_health.publish as publish_module
 
-    monkeypatch.setattr(agent_module, "CLAIM_WAIT_S", 0.0)
+    monkeypatch.setattr(publish_module, "CLAIM_WAIT_S", 0.0)
     h.started()
     h.break_bridge()
     h.runner.expect(NODES, stdout=TWO)
@@ -445,10 +446,10 @@ def test_node_name_from_crm_node_when_pacemaker_does_not_pass_it(h):
     h.runner.expect([*SET, "green"])
     h.runner.expect(["crm_node", "--name"], stdout="ha7\n")
     h.runner.expect(query("cpu", "ha7"), **NO_SUCH)
-    h.runner.expect(util("cpu", 16, "ha7"))
     h.runner.expect(query("hv_memory", "ha7"), **NO_SUCH)
-    h.runner.expect(util("hv_memory", 2048, "ha7"))
     h.runner.expect(query("host_memory", "ha7"), stdout="2048\n")
+    h.runner.expect(util("cpu", 16, "ha7"))
+    h.runner.expect(util("hv_memory", 2048, "ha7"))
     h.agent("start", on_node="").start()
 
 
@@ -531,7 +532,7 @@ def test_named_pool_missing_is_red(h):
 def test_a_filesystem_pool_is_measured_now_not_from_libvirts_last_refresh(h, monkeypatch):
     """test:///default's pool (type dir, /default-pool) is all free for libvirt; its
     filesystem says 1% free: red."""
-    from vmha.agents import host_facts
+    from vmha.hypervisor_health import host_facts
 
     seen = []
 
@@ -550,7 +551,7 @@ def test_a_filesystem_pool_is_measured_now_not_from_libvirts_last_refresh(h, mon
 
 
 def test_a_filesystem_pool_that_hangs_is_red(h, monkeypatch):
-    from vmha.agents import host_facts
+    from vmha.hypervisor_health import host_facts
 
     def hung(path, root, *, timeout):
         raise TimeoutError(f"{path} did not answer")
@@ -587,7 +588,7 @@ def test_libvirt_down_is_red_and_skips_its_checks(h, tmp_path):
     h.agent(hypervisor=down).monitor()
     findings = h.state()["health"]["findings"]
     assert findings.startswith("red: libvirt at qemu+unix") and "storage" not in findings
-    assert h.state()["utilization"] == {"cpu": 16, "hv_memory": 2048, "host_memory": 2048}  # kept
+    assert h.state()["utilization"] == {"cpu": "16", "hv_memory": "2048", "host_memory": "2048"}  # kept
 
 
 def test_libvirt_down_yellow_when_asked(h, tmp_path):
@@ -646,10 +647,10 @@ def test_start_reads_utilization_and_writes_only_what_differs(h):
     h.runner.expect([*SET, "green"])
     h.runner.expect(query("cpu"), stdout="16\n")
     h.runner.expect(query("hv_memory"), stdout="4096\n")
-    h.runner.expect(util("hv_memory", 2048))
     h.runner.expect(query("host_memory"), stdout="2048\n")
+    h.runner.expect(util("hv_memory", 2048))
     h.agent("start").start()
-    assert h.state()["utilization"] == {"cpu": 16, "hv_memory": 2048, "host_memory": 2048}
+    assert h.state()["utilization"] == {"cpu": "16", "hv_memory": "2048", "host_memory": "2048"}
 
 
 def test_utilization_failure_is_retried_later_not_fatal(h):
@@ -669,9 +670,11 @@ def test_start_warns_without_allow_unhealthy_nodes(h):
     the clone's own meta attributes from the CIB."""
     h.started()
     assert "allow-unhealthy-nodes" not in h.log.getvalue()
-    on_primitive = ('<clone id="hh-clone"><primitive id="hh" class="ocf" provider="vmha" type="HypervisorHealth">'
-                    '<meta_attributes id="p"><nvpair id="b" name="allow-unhealthy-nodes" value="true"/>'
-                    "</meta_attributes></primitive></clone>")
+    on_primitive = (
+        '<clone id="hh-clone"><primitive id="hh" class="ocf" provider="vmha" type="HypervisorHealth">'
+        '<meta_attributes id="p"><nvpair id="b" name="allow-unhealthy-nodes" value="true"/>'
+        "</meta_attributes></primitive></clone>"
+    )
     for answer in ({"stdout": on_primitive}, {"rc": 105, "stderr": "Call cib_query failed: No such device or address"}):
         h.log.seek(0)
         h.log.truncate(0)
@@ -748,8 +751,8 @@ def test_parse_attrd_query_unquoted_and_noise():
 def test_node_tools_query_and_members(scripted_runner):
     scripted_runner.expect(QUERY, stdout=attrs(ha1="green", ha2="yellow"))
     scripted_runner.expect(NODES, stdout="1 ha1 member\n2 ha2 lost\n")
-    tools = NodeTools(scripted_runner)
-    assert tools.query_attribute(ATTR, timeout=5) == {"ha1": "green", "ha2": "yellow"}
+    tools = ClusterTools(scripted_runner)
+    assert tools.query_node_attribute(ATTR, timeout=5) == {"ha1": "green", "ha2": "yellow"}
     # attrd_updater 2.1 answers --all for the agent's own node only while it sees on_node
     assert "OCF_RESKEY_CRM_meta_on_node" in scripted_runner.calls[0].env_unset
     assert tools.members(timeout=5) == [("ha1", True), ("ha2", False)]

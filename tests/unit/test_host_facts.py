@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from vmha.agents import host_facts as hf
-from vmha.probes.host_health import LinkState, MdArray, ThermalZone
+from vmha.hypervisor_health import host_facts as hf
+from vmha.verdicts.host_health import LinkState, MdArray, ThermalZone
 
 
 def put(root, rel, text):

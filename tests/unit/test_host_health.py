@@ -4,8 +4,8 @@ cluster never goes all red."""
 from __future__ import annotations
 
 import pytest
-from vmha.probes import host_health as hh
-from vmha.probes.host_health import (
+from vmha.verdicts import host_health as hh
+from vmha.verdicts.host_health import (
     DomainMemory,
     Finding,
     Hold,

@@ -169,12 +169,10 @@ def test_migrate_to_aborts_a_migration_that_would_outlive_its_timeout(vm: Cluste
     assert out.seconds < 4.0 * 0.9
     assert (dom.state, dom.job) == (fl.VIR_DOMAIN_RUNNING, fl.VIR_DOMAIN_JOB_NONE)
     assert vm.peer.domain("vm1") is None
-    vm.connections_may_stay_open = True  # see the xfail below
 
 
 def test_migrate_to_closes_the_target_connection_after_an_abort(vm: Cluster) -> None:
     running_here(vm).migration_s = 60.0
-    vm.connections_may_stay_open = True  # asserted here instead
 
     out = migrating(vm, timeout_ms=4000)
 
@@ -199,7 +197,6 @@ def test_a_migration_that_completes_despite_the_abort_is_a_success(vm: Cluster) 
     dom = running_here(vm)
     dom.migration_s = 1.0  # past the abort point (~0.6 s), and too far along to be cancelled
     dom.migration_ignores_abort = True
-    vm.connections_may_stay_open = True  # the target connection: its own xfail above
 
     out = migrating(vm, timeout_ms=4000)
 

@@ -18,10 +18,10 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from vmha.agents import virtual_machine  # noqa: E402
 from vmha.ocf import dispatch  # noqa: E402
 from vmha.ocf.codes import OcfRc  # noqa: E402
-from vmha.virt import agent as agent_mod  # noqa: E402
+from vmha.virt import guest_agent as agent_mod  # noqa: E402
+from vmha.virtual_machine import agent as virtual_machine  # noqa: E402
 
 from tests.fakes import harness  # noqa: E402
 from tests.fakes import libvirt as fl  # noqa: E402
@@ -162,5 +162,6 @@ def test_no_agent_channel_refused_at_validate_and_degraded_at_monitor(vm: Cluste
 
 
 def test_guest_check_command_refuses_shell_syntax(vm: Cluster) -> None:
-    for bad in ("pg_isready", "/bin/sh -c 'x; y'", "/bin/true && reboot", "/bin/echo $(id)"):
+    # the one guest-command rule (GuestService's too): a glob or a quoted metacharacter as well
+    for bad in ("pg_isready", "/bin/sh -c 'x; y'", "/bin/true && reboot", "/bin/echo $(id)", "/bin/ls /srv/*"):
         assert vm.run("validate-all", guest_check_command=bad).rc == OcfRc.ERR_CONFIGURED, bad

@@ -13,6 +13,7 @@ about time (hung hypervisors, deadlines, aborted migrations) is in ``test_vm_dea
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -25,9 +26,11 @@ REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:  # for tests.fakes when pytest is not started from the checkout
     sys.path.insert(0, str(REPO))
 
-from vmha.agents import virtual_machine  # noqa: E402
+from vmha.ocf import statefile  # noqa: E402
 from vmha.ocf.codes import OcfRc  # noqa: E402
 from vmha.ocf.runner import CommandTimedOut  # noqa: E402
+from vmha.virtual_machine import resource as vm_resource  # noqa: E402
+from vmha.virtual_machine import stopping as vm_stopping  # noqa: E402
 
 from tests.fakes import harness  # noqa: E402
 from tests.fakes import libvirt as fl  # noqa: E402
@@ -71,10 +74,10 @@ def test_stop_asks_the_guest_with_the_shutdown_mode_flags(vm: Cluster, mode: str
     assert (dom.state, dom.reason) == (fl.VIR_DOMAIN_SHUTOFF, fl.VIR_DOMAIN_SHUTOFF_SHUTDOWN)
 
 
-
 def _identity(record: dict) -> dict:
     """The started record without its start time (which the boot grace period uses)."""
     return {k: v for k, v in record.items() if k != "at"}
+
 
 def test_stop_waits_for_a_guest_that_takes_a_while(vm: Cluster) -> None:
     dom = running_here(vm)
@@ -142,7 +145,7 @@ def test_stop_with_save_config_writes_the_definition_back_first(vm: Cluster) -> 
 
 
 def test_stop_asks_again_a_guest_that_missed_the_first_request(vm: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(virtual_machine, "SHUTDOWN_RESEND_S", 0.3)
+    monkeypatch.setattr(vm_stopping, "SHUTDOWN_RESEND_S", 0.3)
     dom = running_here(vm)
     dom.shutdown_ignored = 1  # still booting: the first ACPI event is lost
 
@@ -259,10 +262,11 @@ def test_stop_with_snapshot_saves_the_domain_and_start_restores_it(vm: Cluster) 
     out = vm.run("start", snapshot=str(snapdir))
 
     assert out.rc == OcfRc.SUCCESS, out.log
-    assert vm.local.called("restore") == [(str(snapdir / "vm1.state"),)]
+    # claimed before libvirt is asked, so one image is never restored twice
+    assert vm.local.called("restore") == [(str(snapdir / "vm1.state.restoring"),)]
     assert vm.local.called("createXML") == []
     assert (dom.state, dom.reason) == (fl.VIR_DOMAIN_RUNNING, fl.VIR_DOMAIN_RUNNING_RESTORED)
-    assert not (snapdir / "vm1.state").exists()
+    assert os.listdir(snapdir) == []
 
 
 def test_stop_with_libvirt_down_terminates_the_qemu_process(vm: Cluster, qemu_process: Any) -> None:
@@ -343,12 +347,15 @@ def test_snapshot_stop_of_a_transient_domain(vm: Cluster) -> None:
 # -- start -------------------------------------------------------------------------------
 
 
-def test_start_creates_a_transient_domain(vm: Cluster) -> None:
+def test_start_runs_a_transient_domain_defined_started_and_undefined(vm: Cluster) -> None:
+    """Never createXML: abandoned at the deadline it can complete unseen (starting.py)."""
     out = vm.run("start")
 
     assert out.rc == OcfRc.SUCCESS, out.log
-    assert len(vm.local.called("createXML")) == 1
-    assert vm.local.called("defineXML") == []
+    assert vm.local.called("createXML") == []
+    methods = [c.method for c in vm.local.calls if c.method in ("defineXML", "create", "undefine")]
+    assert methods == ["defineXML", "create", "undefine"]
+    assert "start_pending" not in vm.state()
     dom = vm.local.domain("vm1")
     assert dom is not None and dom.active and not dom.persistent
     assert {k: v for k, v in vm.state()["started"].items() if k != "at"} == {"name": "vm1", "uuid": UUID}
@@ -372,8 +379,8 @@ def test_start_runs_a_persistent_definition_transient(vm: Cluster) -> None:
     out = vm.run("start")
 
     assert out.rc == OcfRc.SUCCESS, out.log
-    methods = [c.method for c in vm.local.calls if c.method in ("undefine", "createXML")]
-    assert methods == ["undefine", "createXML"]
+    methods = [c.method for c in vm.local.calls if c.method in ("undefine", "defineXML", "create")]
+    assert methods == ["undefine", "defineXML", "create", "undefine"]
     now = vm.local.domain("vm1")
     assert now is not None and now.active and not now.persistent
 
@@ -538,8 +545,8 @@ def test_start_resources_starts_the_pools_and_networks_the_domain_uses(vm: Clust
     assert vm.local.pools["images"] is True
     assert vm.local.called("pool.create") == [("images",)] and vm.local.called("pool.refresh") == [("images",)]
     assert vm.local.called("network.create") == []
-    order = [c.method for c in vm.local.calls if c.method in ("pool.create", "createXML")]
-    assert order == ["pool.create", "createXML"]
+    order = [c.method for c in vm.local.calls if c.method in ("pool.create", "defineXML", "create")]
+    assert order == ["pool.create", "defineXML", "create"]
 
 
 def test_start_fails_on_a_pool_libvirt_does_not_know(vm: Cluster) -> None:
@@ -552,6 +559,58 @@ def test_start_fails_on_a_pool_libvirt_does_not_know(vm: Cluster) -> None:
 
     assert out.rc == OcfRc.ERR_GENERIC
     assert vm.local.domain("vm1") is None
+
+
+@pytest.mark.parametrize(
+    "how",
+    [{"remoteuri": "qemu+tcp://%n/system"}, {"migration_transport": "tcp"}],
+    ids=["remoteuri", "migration_transport"],
+)
+def test_the_peer_check_is_on_wherever_live_migration_knows_the_peers(vm: Cluster, how: dict[str, str]) -> None:
+    """No peer_check_uri: the URI live migration would use to reach node2 is asked."""
+    vm.peer.add_domain(domain_xml(), persistent=False, running=True)
+    peer_check(vm)
+
+    out = vm.run("start", **how)
+
+    assert out.rc == OcfRc.ERR_GENERIC, out.log
+    assert "already runs on node2" in out.log
+    assert (PEER_TCP_URI, True) in vm.lv.opens
+    assert vm.local.called("createXML") == []
+
+
+def test_peer_check_false_turns_the_derived_check_off(vm: Cluster) -> None:
+    vm.peer.add_domain(domain_xml(), persistent=False, running=True)
+    peer_check(vm)
+
+    out = vm.run("start", remoteuri="qemu+tcp://%n/system", peer_check=False)
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert vm.runner.argvs("crm_node") == []
+    assert all("node2" not in uri for uri, _ in vm.lv.opens)
+
+
+def test_no_peer_check_when_nothing_says_how_to_reach_the_peers(vm: Cluster) -> None:
+    vm.peer.add_domain(domain_xml(), persistent=False, running=True)
+    peer_check(vm)
+
+    out = vm.run("start")
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert vm.runner.argvs("crm_node") == []
+
+
+def test_the_peer_check_asks_only_cluster_members(vm: Cluster) -> None:
+    """node2 was lost (fenced or being fenced): asking it would only delay the failover."""
+    vm.peer.hang()
+    vm.runner.answer(["crm_node", "--name"], stdout="node1\n")
+    vm.runner.answer(["crm_node", "--list"], stdout="1 node1 member\n2 node2 lost\n")
+
+    out = vm.run("start", remoteuri="qemu+tcp://%n/system", peer_check_timeout=2)
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert all("node2" not in uri for uri, _ in vm.lv.opens)
+    assert out.seconds < 1.5
 
 
 def test_peer_check_uses_the_node_name_pacemaker_gives(vm: Cluster) -> None:
@@ -739,7 +798,7 @@ def test_utilization_the_cib_already_holds_is_not_rewritten(vm: Cluster) -> None
 def test_monitor_retries_a_failed_utilization_update_only_after_the_backoff(
     vm: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(virtual_machine, "UTILIZATION_RETRY_S", 0.5)
+    monkeypatch.setattr(vm_resource, "UTILIZATION_RETRY_S", 0.5)
     running_here(vm)
     runner = vm.strict()
     runner.expect(cib_read_argv(), rc=105)
@@ -752,8 +811,7 @@ def test_monitor_retries_a_failed_utilization_update_only_after_the_backoff(
     assert vm.run("monitor").rc == OcfRc.SUCCESS  # within the backoff: no command
     runner.assert_done()
 
-    time.sleep(0.55)
-    runner.expect(cib_read_argv(), rc=105)
+    time.sleep(0.55)  # what was read before is remembered: no second read
     runner.expect(utilization_argv("cpu", "2"))
     runner.expect(utilization_argv("host_memory", "1024"))
     runner.expect(utilization_argv("hv_memory", "1024"))
@@ -1028,3 +1086,151 @@ def test_migrate_then_migrate_from_then_monitor_on_the_target(vm: Cluster) -> No
 
     assert vm.run("monitor", node="node2").rc == OcfRc.SUCCESS
     assert vm.run("monitor", node="node1", interval_ms=0).rc == OcfRc.NOT_RUNNING
+
+
+def _abandoned_start(vm: Cluster) -> None:
+    path = statefile.state_path(str(vm.rsctmp("node1")), "VirtualMachine", "vm1")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    statefile.write(path, {"start_pending": {"name": "vm1", "uuid": UUID, "at": 0}})
+
+
+def test_stop_after_an_abandoned_start_removes_the_definition_it_left(vm: Cluster) -> None:
+    """The start gave up after its define answered: nothing may start that definition later."""
+    vm.local.add_domain(domain_xml(), persistent=True)
+    _abandoned_start(vm)
+
+    out = vm.run("stop")
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert vm.local.domain("vm1") is None
+    assert vm.config.exists()  # the config stays
+    assert "start_pending" not in vm.state()
+
+
+def test_stop_after_an_abandoned_start_forces_off_what_came_up(vm: Cluster) -> None:
+    running_here(vm)
+    _abandoned_start(vm)
+
+    out = vm.run("stop")
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert vm.local.domain("vm1") is None or not vm.local.running("vm1")
+
+
+def test_stop_without_an_abandoned_start_keeps_a_definition_it_did_not_make(vm: Cluster) -> None:
+    vm.local.add_domain(domain_xml(), persistent=True)
+
+    out = vm.run("stop")
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert vm.local.domain("vm1") is not None
+
+
+def test_stop_after_an_abandoned_start_waits_for_libvirt_jobs_first(vm: Cluster) -> None:
+    """The barrier comes before the look that decides: a start inside libvirtd has ended."""
+    vm.local.add_domain(domain_xml(), persistent=True)
+    _abandoned_start(vm)
+
+    assert vm.run("stop").rc == OcfRc.SUCCESS
+    order = [c.method for c in vm.local.calls if c.method in ("setMetadata", "undefine", "undefineFlags")]
+    assert order[:1] == ["setMetadata"] and len(order) >= 2, order
+
+
+def test_persistent_stop_after_an_abandoned_start_forces_off_and_keeps_the_definition(vm: Cluster) -> None:
+    running_here(vm)
+    _abandoned_start(vm)
+
+    out = vm.run("stop", persistent="true")
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert not vm.local.running("vm1")
+    assert vm.local.domain("vm1") is not None  # persistent: its definition is the user's
+    assert "start_pending" not in vm.state()
+
+
+def test_probe_after_an_abandoned_start_reports_the_domain_it_brought_up(vm: Cluster) -> None:
+    """A cleanup re-probes before any stop: the start did complete, the domain runs, and it is ours."""
+    running_here(vm)
+    _abandoned_start(vm)
+
+    out = vm.run("monitor", interval_ms=0)
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert vm.local.running("vm1")  # a probe reports, it does not stop
+    assert vm.local.called("setMetadata")
+    state = vm.state()
+    assert "start_pending" not in state and state["started"]["name"] == "vm1"
+
+
+def test_probe_after_an_abandoned_start_that_left_a_definition(vm: Cluster) -> None:
+    vm.local.add_domain(domain_xml(), persistent=True)
+    _abandoned_start(vm)
+
+    out = vm.run("monitor", interval_ms=0)
+
+    assert out.rc == OcfRc.NOT_RUNNING, out.log
+    assert vm.local.domain("vm1") is None  # nothing left that a late start could run
+    assert "start_pending" not in vm.state()
+
+
+def test_stop_with_a_hung_libvirtd_after_an_abandoned_start_fails(vm: Cluster) -> None:
+    """libvirtd there but not answering may still hold the start: only fencing is sure."""
+    _abandoned_start(vm)
+    vm.local.hang()
+
+    out = vm.run("stop", timeout_ms=4000)
+
+    assert out.rc == OcfRc.ERR_GENERIC, out.log
+    assert "a start that gave up may still be inside it" in out.log
+    assert out.reason.startswith("cannot stop: hypervisor")
+    assert "start_pending" in vm.state()
+
+
+def test_stop_with_libvirtd_down_after_an_abandoned_start_is_stopped(vm: Cluster) -> None:
+    """A libvirtd that is not there holds nothing: no QEMU by PID means stopped."""
+    _abandoned_start(vm)
+    vm.local.down = True
+
+    out = vm.run("stop")
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+
+
+def test_a_restore_libvirt_refused_gives_the_image_back(vm: Cluster) -> None:
+    snapdir = vm.tmp / "snap"
+    snapdir.mkdir()
+    (snapdir / "vm1.state").write_text("not a save image\n")
+
+    out = vm.run("start", snapshot=str(snapdir))
+
+    assert out.rc != OcfRc.SUCCESS
+    assert sorted(os.listdir(snapdir)) == ["vm1.state"]  # libvirt answered: nothing was restored
+
+
+def test_an_image_whose_restore_gave_up_is_never_restored_again(vm: Cluster) -> None:
+    snapdir = vm.tmp / "snap"
+    snapdir.mkdir()
+    (snapdir / "vm1.state.restoring").write_text("claimed by a start that gave up\n")
+
+    out = vm.run("start", snapshot=str(snapdir))
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert vm.local.called("restore") == []
+    assert "starting vm1 cold" in out.log
+    assert (snapdir / "vm1.state.restoring").exists()  # kept for the operator
+
+
+def test_a_restore_that_gave_up_and_completed_has_its_image_removed(vm: Cluster) -> None:
+    snapdir = vm.tmp / "snap"
+    snapdir.mkdir()
+    claimed = snapdir / "vm1.state.restoring"
+    claimed.write_text("restored after the start gave up\n")
+    running_here(vm)
+    path = statefile.state_path(str(vm.rsctmp("node1")), "VirtualMachine", "vm1")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    statefile.write(path, {"start_pending": {"name": "vm1", "uuid": UUID, "at": 0, "restoring": str(claimed)}})
+
+    out = vm.run("stop", snapshot=str(snapdir), force_stop="true")
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert not claimed.exists()

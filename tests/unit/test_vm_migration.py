@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import libvirt
 import pytest
-from vmha.agents import vm_migration as m
-from vmha.agents.vm_params import PARAMS
 from vmha.ocf.params import parse_params
+from vmha.virtual_machine import migration as m
+from vmha.virtual_machine.params import PARAMS
 
 
 def params(**values):
@@ -295,3 +295,21 @@ class TestPlan:
     def test_bad_options_raise(self):
         with pytest.raises(m.MigrationOptionError):
             m.plan(params(migrate_options="--desturi=x"), "ha2", persistent=False)
+
+
+@pytest.mark.parametrize(
+    ("values", "uri"),
+    [
+        ({}, None),
+        ({"peer_check_uri": "qemu+ssh://root@%n/system"}, "qemu+ssh://root@ha2/system"),
+        ({"remoteuri": "qemu+tls://%n.example/system"}, "qemu+tls://ha2.example/system"),
+        ({"migration_transport": "ssh", "migration_user": "mig"}, "qemu+ssh://mig@ha2/system"),
+        ({"migration_transport": "tcp", "migration_network_suffix": "-mig"}, "qemu+tcp://ha2-mig/system"),
+        (
+            {"peer_check_uri": "qemu+tcp://%n/system", "remoteuri": "qemu+ssh://%n/system"},
+            "qemu+tcp://ha2/system",
+        ),
+    ],
+)
+def test_peer_uri_is_what_live_migration_uses_unless_named(values, uri):
+    assert m.peer_uri(params(**values), "ha2") == uri

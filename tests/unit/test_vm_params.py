@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import pytest
-from vmha.agents.vm_params import PARAMS, RELOADABLE
 from vmha.ocf.metadata import _default_text
 from vmha.ocf.params import ParamError, ParamType, parse_params
 from vmha.virt.domain import SHUTDOWN_MODES
+from vmha.virtual_machine.params import PARAMS, RELOADABLE
 
 BY_NAME = {p.name: p for p in PARAMS}
 CONFIG = {"OCF_RESKEY_config": "/etc/libvirt/vm1.xml"}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 from vmha.ocf.codes import OcfRc
-from vmha.probes.vm_state import IO_ERROR_POLICIES, judge_state, judge_without_libvirt
+from vmha.verdicts.domain_state import IO_ERROR_POLICIES, judge_state, judge_without_libvirt
 from vmha.virt.domain import DomainState, DomainStatus, PausedReason, ShutdownMode
 
 STATE_RC = {
@@ -68,7 +68,7 @@ def test_io_error_follows_policy(policy, rc):
 
 
 def test_io_error_policies_are_the_select_options():
-    from vmha.agents.vm_params import PARAMS
+    from vmha.virtual_machine.params import PARAMS
 
     (on_io_error,) = [p for p in PARAMS if p.name == "on_io_error"]
     assert on_io_error.options == IO_ERROR_POLICIES

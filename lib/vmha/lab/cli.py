@@ -27,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     from vmha.lab.lab import Lab, LabError
+    from vmha.ocf.runner import CommandError
 
     if args.command == "demo":
         from vmha.lab.demo import run_demo
@@ -51,7 +52,7 @@ def main(argv: list[str]) -> int:
             for p in problems:
                 print(f"vmha lab down: {p}", file=sys.stderr)
             return 1 if problems else 0
-    except (LabError, ValueError) as exc:
+    except (LabError, CommandError, ValueError) as exc:
         print(f"vmha lab {args.command}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

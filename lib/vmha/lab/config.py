@@ -48,6 +48,21 @@ def guest_address(vm: str) -> str | None:
     return None
 
 
+# written by a host's init into its private /run once mounted: a /proc/PID/root/run without
+# it is still the machine's /run (and its libvirt socket), never to be used
+HOST_MARKER = "/run/vmha-lab-host"
+
+
+def node_index(name: str) -> int:
+    """ha3 -> 3 (the inverse of node_name)."""
+    return int(name.removeprefix("ha"))
+
+
+def host_uuid(index: int) -> str:
+    """The host UUID the lab's libvirtd on host ``index`` reports (capabilities <host><uuid>)."""
+    return f"00000000-0000-4000-8000-{index:012d}"
+
+
 def node_netns(name: str) -> str:
     return NETNS_PREFIX + name
 

@@ -21,8 +21,22 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 ALERT_ID = "vmha-lab-events"
-FIELDS = ("kind", "reporter", "node", "rsc", "task", "interval", "rc", "target_rc", "status",
-          "desc", "attribute", "value", "at", "exec_ms")
+FIELDS = (
+    "kind",
+    "reporter",
+    "node",
+    "rsc",
+    "task",
+    "interval",
+    "rc",
+    "target_rc",
+    "status",
+    "desc",
+    "attribute",
+    "value",
+    "at",
+    "exec_ms",
+)
 
 # Run by pacemaker-controld as hacluster for every event it selects.  printf writes the
 # line with one write() and the file is opened for appending, so lines from the hosts'
@@ -46,13 +60,16 @@ def alert_xml(agent_path: str, events_path: str, attributes: Sequence[str]) -> s
     named node attributes (``select_attributes`` is the one kind not sent by default)."""
     from xml.sax.saxutils import quoteattr
 
-    attrs = "".join(f"<attribute id={quoteattr(f'{ALERT_ID}-attr-{i}')} name={quoteattr(a)}/>"
-                    for i, a in enumerate(attributes))
-    return (f"<alerts><alert id={quoteattr(ALERT_ID)} path={quoteattr(agent_path)}>"
-            "<select><select_nodes/><select_fencing/><select_resources/>"
-            f"<select_attributes>{attrs}</select_attributes></select>"
-            f"<recipient id={quoteattr(ALERT_ID + '-file')} value={quoteattr(events_path)}/>"
-            "</alert></alerts>")
+    attrs = "".join(
+        f"<attribute id={quoteattr(f'{ALERT_ID}-attr-{i}')} name={quoteattr(a)}/>" for i, a in enumerate(attributes)
+    )
+    return (
+        f"<alerts><alert id={quoteattr(ALERT_ID)} path={quoteattr(agent_path)}>"
+        "<select><select_nodes/><select_fencing/><select_resources/>"
+        f"<select_attributes>{attrs}</select_attributes></select>"
+        f"<recipient id={quoteattr(ALERT_ID + '-file')} value={quoteattr(events_path)}/>"
+        "</alert></alerts>"
+    )
 
 
 @dataclass(frozen=True)
@@ -99,9 +116,22 @@ def parse_line(line: str) -> Event | None:
         at = float(f["at"])
     except ValueError:
         return None
-    return Event(f["kind"], f["reporter"], f["node"], f["rsc"], f["task"],
-                 _int(f["interval"]) or 0, _int(f["rc"]), _int(f["target_rc"]), f["status"],
-                 f["desc"], f["attribute"], f["value"], at, _int(f["exec_ms"]))
+    return Event(
+        f["kind"],
+        f["reporter"],
+        f["node"],
+        f["rsc"],
+        f["task"],
+        _int(f["interval"]) or 0,
+        _int(f["rc"]),
+        _int(f["target_rc"]),
+        f["status"],
+        f["desc"],
+        f["attribute"],
+        f["value"],
+        at,
+        _int(f["exec_ms"]),
+    )
 
 
 def read(path: str, since: float = 0.0) -> list[Event]:
@@ -132,8 +162,15 @@ def install(agent_path: str, events_path: str, owner: tuple[int, int]) -> None:
 
 def operations(events: Iterable[Event], rsc: str, since: float, until: float | None = None) -> list[Event]:
     """One-shot operations (not recurring monitors) of ``rsc`` in [since, until]."""
-    return [e for e in events if e.kind == "resource" and e.rsc == rsc and e.interval_ms == 0
-            and e.at >= since and (until is None or e.at <= until)]
+    return [
+        e
+        for e in events
+        if e.kind == "resource"
+        and e.rsc == rsc
+        and e.interval_ms == 0
+        and e.at >= since
+        and (until is None or e.at <= until)
+    ]
 
 
 def settled_at(events: Iterable[Event], rsc: str, since: float, seen: float) -> float | None:

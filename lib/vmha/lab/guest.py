@@ -19,6 +19,9 @@ MEMORY_MIB = 128
 LAB_UUID_NAMESPACE = uuid.UUID("6d1f0b2e-8c49-4a51-9d55-7a3b0f9e1c11")
 
 
+EMULATOR = "/usr/bin/qemu-system-x86_64"
+
+
 def domain_uuid(name: str) -> str:
     """Stable per name, so a re-created lab VM is recognisably the same domain."""
     return str(uuid.uuid5(LAB_UUID_NAMESPACE, name))
@@ -28,7 +31,7 @@ def serial_log(vm_dir: str, name: str) -> str:
     return os.path.join(vm_dir, f"{name}-serial.log")
 
 
-def domain_xml(name: str, img: GuestImage, vm_dir: str) -> str:
+def domain_xml(name: str, img: GuestImage, vm_dir: str, emulator: str = EMULATOR) -> str:
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
         el = ET.SubElement(parent, tag, attrs)
         if text is not None:
@@ -53,7 +56,7 @@ def domain_xml(name: str, img: GuestImage, vm_dir: str) -> str:
     sub(dom, "on_reboot", "restart")
     sub(dom, "on_crash", "destroy")
     devices = sub(dom, "devices")
-    sub(devices, "emulator", "/usr/bin/qemu-system-x86_64")
+    sub(devices, "emulator", emulator)
     serial = sub(devices, "serial", type="file")
     sub(serial, "source", path=serial_log(vm_dir, name), append="on")
     sub(serial, "target", port="0")

@@ -34,8 +34,19 @@ def enable(lab: Lab, *, interval: str = "2s", timeout: float = 90.0) -> list[lis
     # allow-unhealthy-nodes on the clone itself (the scheduler reads it there only), set the
     # same way with pcs 0.11 and 0.12 (whose "clone meta ..." syntaxes differ)
     steps = [
-        ["resource", "create", HEALTH_RSC, "ocf:vmha:HypervisorHealth", f"storage_pools={LAB_POOL}",
-         "op", "monitor", f"interval={interval}", "timeout=20s", "clone", "--disabled"],
+        [
+            "resource",
+            "create",
+            HEALTH_RSC,
+            "ocf:vmha:HypervisorHealth",
+            f"storage_pools={LAB_POOL}",
+            "op",
+            "monitor",
+            f"interval={interval}",
+            "timeout=20s",
+            "clone",
+            "--disabled",
+        ],
         ["resource", "meta", f"{HEALTH_RSC}-clone", "allow-unhealthy-nodes=true"],
         ["resource", "enable", f"{HEALTH_RSC}-clone"],
         ["property", "set", "node-health-strategy=migrate-on-red"],
@@ -60,14 +71,21 @@ _HOST_VALUE = re.compile(r'host="([^"]*)"\s+value="([^"]*)"')
 
 def colours(lab: Lab, host: str | None = None) -> dict[str, str]:
     """node -> its #health-vmha value, as attrd has it (crm_mon does not show "#" attributes);
-    a deleted value ("") is left out."""
+    a deleted value ("") is left out; {} when attrd could not be asked."""
+    return _colours(lab, host) or {}
+
+
+def _colours(lab: Lab, host: str | None = None) -> dict[str, str] | None:
+    """The same; None when attrd could not be asked (not measured)."""
     h = host or lab.online_host()
     if not h:
-        return {}
+        return None
     try:
         done = lab.exec(h, ["attrd_updater", "--query", "--all", "--name", HEALTH_ATTRIBUTE], timeout=15)
     except (LabError, CommandTimedOut):
-        return {}
+        return None
+    if not done.ok:
+        return None
     return {node: value for node, value in _HOST_VALUE.findall(done.stdout) if value}
 
 
@@ -101,7 +119,7 @@ class Evacuation:
     evacuation_s: float | None = None  # -> every VM of the host Started elsewhere
     per_vm_s: dict[str, float] = field(default_factory=dict)
     moved_to: dict[str, str] = field(default_factory=dict)
-    live: dict[str, bool] = field(default_factory=dict)  # moved by a live migration
+    live: dict[str, bool | None] = field(default_factory=dict)  # moved by a live migration (None: no events)
     green_again_s: float | None = None  # pool emptied -> green again
     timing: str = "polling"
 
@@ -122,6 +140,7 @@ def evacuate(lab: Lab, host: str, *, timeout: float = 120.0, heal: bool = True) 
     t0 = time.time()
     fill_pool(lab, host)
     try:
+
         def gone() -> dict[str, str] | None:
             where = locations(lab)
             moved = {vm: h for vm in vms if (h := where.get(vm)) and h != host}
@@ -130,8 +149,10 @@ def evacuate(lab: Lab, host: str, *, timeout: float = 120.0, heal: bool = True) 
         moved = wait_until(gone, timeout, POLL_S)
         seen = time.time()
         if not moved:
-            raise LabError(f"the VMs of {host} did not leave {timeout:.0f}s after its pool filled: "
-                           f"{locations(lab)}, health {colours(lab)}")
+            raise LabError(
+                f"the VMs of {host} did not leave {timeout:.0f}s after its pool filled: "
+                f"{locations(lab)}, health {colours(lab)}"
+            )
         result.moved_to = moved
         found = lab.events(t0)
         red = events.first(found, t0, kind="attribute", node=host, attribute=HEALTH_ATTRIBUTE, value="red")
@@ -140,8 +161,8 @@ def evacuate(lab: Lab, host: str, *, timeout: float = 120.0, heal: bool = True) 
         for vm in vms:
             ops = events.operations(found, vm, t0, seen)
             result.per_vm_s[vm] = (ops[-1].at if ops else seen) - t0
-            result.live[vm] = any(op.task == "migrate_to" and op.ok for op in ops)
-        result.evacuation_s = max(result.per_vm_s.values(), default=0.0)
+            result.live[vm] = any(op.task == "migrate_to" and op.ok for op in ops) if ops else None
+        result.evacuation_s = max(result.per_vm_s.values()) if vms else None
     finally:
         if heal:
             result.green_again_s = recover(lab, host)
@@ -159,14 +180,18 @@ def recover(lab: Lab, host: str, timeout: float = 60.0) -> float | None:
 
 @dataclass
 class BothBroken:
-    most_red_at_once: int
+    most_red_at_once: int | None  # None: neither an event nor a poll told
     timeline: list[tuple[float, list[str]]]  # (seconds after the break, nodes red)
     colours: dict[str, str]  # at the end
     locations: dict[str, str | None]
 
     def to_json(self) -> dict[str, Any]:
-        return {"most_red_at_once": self.most_red_at_once, "colours": self.colours,
-                "locations": self.locations, "timeline": self.timeline}
+        return {
+            "most_red_at_once": self.most_red_at_once,
+            "colours": self.colours,
+            "locations": self.locations,
+            "timeline": self.timeline,
+        }
 
 
 def break_all(lab: Lab, *, watch_s: float = 15.0, heal: bool = True) -> BothBroken:
@@ -174,14 +199,17 @@ def break_all(lab: Lab, *, watch_s: float = 15.0, heal: bool = True) -> BothBrok
     t0 = time.time()
     for host in lab.hosts:
         fill_pool(lab, host)
-    polled_most = 0
+    polled: list[int] = []
     try:
         end = t0 + watch_s
         while time.time() < end:
-            polled_most = max(polled_most, sum(1 for c in colours(lab).values() if c == "red"))
+            seen = _colours(lab)
+            if seen is not None:
+                polled.append(sum(1 for c in seen.values() if c == "red"))
             time.sleep(POLL_S)
         timeline = red_timeline(lab.events(t0))
-        most = max([len(red) for _, red in timeline] + [polled_most])
+        counts = [len(red) for _, red in timeline] + polled
+        most = max(counts) if counts else None
         return BothBroken(
             most_red_at_once=most,
             timeline=[(round(at - t0, 2), sorted(red)) for at, red in timeline],
@@ -209,6 +237,7 @@ def monitor_now(lab: Lab, host: str, *, interval_ms: int = 2000, timeout_ms: int
         "OCF_RESKEY_CRM_meta_on_node": host,
         "HA_RSCTMP": "/run/resource-agents",
     }
-    done = lab.exec(host, [os.path.join(OCF_ROOT, "vmha", "HypervisorHealth"), "monitor"],
-                    timeout=timeout_ms / 1000 + 5, env=env)
+    done = lab.exec(
+        host, [os.path.join(OCF_ROOT, "vmha", "HypervisorHealth"), "monitor"], timeout=timeout_ms / 1000 + 5, env=env
+    )
     return done.rc

@@ -50,9 +50,21 @@ HTTP_PORT = 80
 READY_MARK = "GUEST-READY"
 # Debian packages the lab needs on the machine (the Makefile installs them)
 DEBIAN_PACKAGES = (
-    "pacemaker", "corosync", "pcs", "pacemaker-cli-utils", "resource-agents", "fence-agents",
-    "libvirt-daemon-system", "libvirt-clients", "qemu-system-x86", "python3-libvirt",
-    "python3-lxml", "busybox-static", "qemu-guest-agent", "util-linux", "iproute2",
+    "pacemaker",
+    "corosync",
+    "pcs",
+    "pacemaker-cli-utils",
+    "resource-agents",
+    "fence-agents",
+    "libvirt-daemon-system",
+    "libvirt-clients",
+    "qemu-system-x86",
+    "python3-libvirt",
+    "python3-lxml",
+    "busybox-static",
+    "qemu-guest-agent",
+    "util-linux",
+    "iproute2",
     "curl",
 )
 
@@ -114,8 +126,7 @@ class ImageError(Exception):
     pass
 
 
-def ensure(image_dir: str, runner: CommandRunner,
-           log: Callable[[str], None] = lambda _m: None) -> GuestImage:
+def ensure(image_dir: str, runner: CommandRunner, log: Callable[[str], None] = lambda _m: None) -> GuestImage:
     """The cached image, built first if missing. Raises ImageError."""
     img = GuestImage(os.path.join(image_dir, "vmlinux"), os.path.join(image_dir, "initrd.gz"), "")
     version_file = os.path.join(image_dir, "kernel-version")
@@ -205,11 +216,11 @@ class Cpio:
             return
         self._seen.add(name)
         encoded = name.encode() + b"\0"
-        header = b"070701" + b"".join(b"%08X" % v for v in (
-            self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0))
+        header = b"070701" + b"".join(
+            b"%08X" % v for v in (self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0)
+        )
         self._ino += 1
-        self._parts += [header, encoded, b"\0" * (-(110 + len(encoded)) % 4),
-                        data, b"\0" * (-len(data) % 4)]
+        self._parts += [header, encoded, b"\0" * (-(110 + len(encoded)) % 4), data, b"\0" * (-len(data) % 4)]
 
     def directory(self, name: str) -> None:
         parts = name.strip("/").split("/")
@@ -248,8 +259,7 @@ def build_initramfs(runner: CommandRunner, module_dir: str) -> bytes:
     if not os.path.exists(BUSYBOX) or not os.path.exists(QEMU_GA):
         raise ImageError("busybox-static and qemu-guest-agent must be installed")
     cpio = Cpio()
-    for d in ("bin", "sbin", "dev", "proc", "sys", "run", "tmp", "etc", "var", "lib/modules",
-              "usr/sbin", "usr/bin"):
+    for d in ("bin", "sbin", "dev", "proc", "sys", "run", "tmp", "etc", "var", "lib/modules", "usr/sbin", "usr/bin"):
         cpio.directory(d)
     cpio.file("bin/busybox", _read(BUSYBOX), 0o755)
     applets = runner.run([BUSYBOX, "--list"], timeout=30).stdout.split()

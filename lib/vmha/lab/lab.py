@@ -69,8 +69,12 @@ def _lib_root() -> str:
 
 
 class Lab:
-    def __init__(self, paths: LabPaths | None = None, runner: CommandRunner | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        paths: LabPaths | None = None,
+        runner: CommandRunner | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         self.paths = paths or LabPaths()
         self.runner = runner or CommandRunner()
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
@@ -81,14 +85,39 @@ class Lab:
 
     def running(self) -> bool:
         """True while any piece of a lab is still there (switch, host, namespace)."""
+        alive, dead = self.leftovers()
+        return bool(alive or dead)
+
+    def leftovers(self) -> tuple[list[str], list[str]]:
+        """What of a lab is still there: (pieces alive, dead namespaces).
+
+        Alive: the power switch, a host's init, or a process in a lab namespace; that is a lab
+        somebody runs.  Dead: a lab namespace nothing runs in any more, left by a lab whose
+        ``vmha lab`` process (or machine) was killed before it could come down."""
+        alive: list[str] = []
         p = self.state.power_proc
         if p and proc.alive(p):
-            return True
-        if any(proc.alive(i) for i in self._recorded_inits()):
-            return True
+            alive.append(f"power switch PID {p.pid}")
+        alive += [f"host init PID {i.pid}" for i in self._recorded_inits() if proc.alive(i)]
+        dead: list[str] = []
         ours = {LAN_NETNS, *(node_netns(h) for h in self.state.hosts)}
-        return any(ns in ours or ns.startswith(NETNS_PREFIX + "ha")
-                   for ns in net.existing_netns(self.runner))
+        for ns in net.existing_netns(self.runner):
+            if ns in ours or ns.startswith(NETNS_PREFIX + "ha"):
+                ino = proc.netns_inode(ns)
+                pids = proc.pids_in_netns(ino) if ino else []
+                if pids:
+                    alive.append(f"netns {ns} (PIDs {pids[:5]})")
+                else:
+                    dead.append(ns)
+        # one piece alive and the whole lab is (the LAN namespace of a running lab is empty)
+        return (alive, []) if alive else ([], dead)
+
+    def clear_dead(self, netns: list[str]) -> None:
+        """Delete lab namespaces nothing runs in (``leftovers``), and nothing else."""
+        self.log(f"clearing what a lab that died left behind: netns {', '.join(netns)}")
+        failed = net.delete(self.runner, sorted(netns))
+        if failed:
+            raise LabError(f"cannot delete netns {', '.join(failed)} left by a lab that died")
 
     @property
     def hosts(self) -> list[str]:
@@ -98,16 +127,21 @@ class Lab:
         """Host PID of ``host``'s init, 0 when it is off."""
         return self.power.pid(host)
 
-    def exec(self, host: str, argv: Sequence[str], timeout: float = 60.0,
-             env: dict[str, str] | None = None) -> Completed:
-        """Run ``argv`` inside ``host`` (all its namespaces). Raises LabError if it is off."""
+    def exec(
+        self, host: str, argv: Sequence[str], timeout: float = 60.0, env: dict[str, str] | None = None
+    ) -> Completed:
+        """Run ``argv`` inside ``host`` (all its namespaces). Raises LabError if it is off, or
+        not ready: before its init mounted its own /run, a command there (virsh, crm_mon) would
+        talk to the machine's daemons."""
         pid = self.host_pid(host)
         if not pid:
             raise LabError(f"host {host} is off")
+        if proc.host_root(pid, host) is None:
+            raise LabError(f"host {host} is not ready (its own /run is not mounted yet)")
         return self.runner.run(
-            ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--",
-             find_program(argv[0]), *argv[1:]],
-            timeout=timeout, env_extend=env,
+            ["nsenter", "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--", find_program(argv[0]), *argv[1:]],
+            timeout=timeout,
+            env_extend=env,
         )
 
     def online_host(self, prefer: str | None = None) -> str | None:
@@ -134,8 +168,7 @@ class Lab:
             raise LabError("no lab host is on")
         done = self.exec(h, ["pcs", *args], timeout=timeout)
         if not done.ok:
-            raise LabError(f"pcs {' '.join(args)} failed on {h}: "
-                           f"{(done.stderr or done.stdout).strip()}")
+            raise LabError(f"pcs {' '.join(args)} failed on {h}: {(done.stderr or done.stdout).strip()}")
         return done
 
     def crm_mon_text(self, host: str | None = None) -> str:
@@ -160,15 +193,16 @@ class Lab:
         (after taking down whatever was brought up)."""
         if os.geteuid() != 0:
             raise LabError("the lab needs root (namespaces, mounts, daemons)")
-        if self.running():
+        alive, dead = self.leftovers()
+        if alive:
             if not replace:
-                raise LabBusy("a lab is already up: `vmha lab down` first, or use --replace")
+                raise LabBusy(f"a lab is already up ({', '.join(alive)}): `vmha lab down` first, or use --replace")
             self.log("replacing the lab that is up")
             self.down()
-        if cfg.vms and cfg.agent == "vmha" and not os.path.exists(
-                os.path.join(OCF_ROOT, "vmha", "VirtualMachine")):
-            raise LabError("ocf:vmha:VirtualMachine is not installed (make install), "
-                           "or use --agent heartbeat")
+        elif dead:
+            self.clear_dead(dead)
+        if cfg.vms and cfg.agent == "vmha" and not os.path.exists(os.path.join(OCF_ROOT, "vmha", "VirtualMachine")):
+            raise LabError("ocf:vmha:VirtualMachine is not installed (make install), or use --agent heartbeat")
         self.paths = cfg.paths
         try:
             return self._up(cfg)
@@ -215,10 +249,13 @@ class Lab:
             if not reply.startswith("ON"):
                 raise LabError(f"power on {host}: {reply}")
         want = sorted(cfg.node_names)
-        if not wait_until(lambda: (s := self.crm()) and s.online() == want and
-                          s.started_on("fence-lab"), ONLINE_TIMEOUT_S, 0.2):
-            raise LabError(f"cluster not online with fencing after {ONLINE_TIMEOUT_S:.0f}s; "
-                           f"see {self.paths.node_dir(cfg.node_names[0])}/var-log-pacemaker")
+        if not wait_until(
+            lambda: (s := self.crm()) and s.online() == want and s.started_on("fence-lab"), ONLINE_TIMEOUT_S, 0.2
+        ):
+            raise LabError(
+                f"cluster not online with fencing after {ONLINE_TIMEOUT_S:.0f}s; "
+                f"see {self.paths.node_dir(cfg.node_names[0])}/var-log-pacemaker"
+            )
         t["cluster_online_s"] = time.monotonic() - t2
         self.log(f"cluster online: {', '.join(want)} in {t['cluster_online_s']:.1f}s")
 
@@ -227,8 +264,9 @@ class Lab:
             names = [f"vm{i}" for i in range(1, cfg.vms + 1)]
             for i, name in enumerate(names):
                 self.create_vm(name, img, prefer=cfg.node_names[i % cfg.nodes])
-            if not wait_until(lambda: (s := self.crm()) and all(s.started_on(n) for n in names),
-                              VM_START_TIMEOUT_S, 0.2):
+            if not wait_until(
+                lambda: (s := self.crm()) and all(s.started_on(n) for n in names), VM_START_TIMEOUT_S, 0.2
+            ):
                 raise LabError(f"VMs not Started after {VM_START_TIMEOUT_S:.0f}s")
             t["vms_started_s"] = time.monotonic() - t3
             self.log(f"{len(names)} VMs Started in {t['vms_started_s']:.1f}s")
@@ -253,21 +291,41 @@ class Lab:
         """What the cluster's controllers reported since ``since`` (vmha.lab.events)."""
         return events.read(self.paths.events_file, since)
 
-    def create_vm(self, name: str, img: image.GuestImage, *, prefer: str | None = None,
-                  score: int = 50, params: Sequence[str] = (),
-                  ops: Sequence[str] = (), agent: str | None = None,
-                  monitor: Sequence[str] = ("interval=10s", "timeout=30s")) -> str:
+    def create_vm(
+        self,
+        name: str,
+        img: image.GuestImage,
+        *,
+        prefer: str | None = None,
+        score: int = 50,
+        params: Sequence[str] = (),
+        ops: Sequence[str] = (),
+        agent: str | None = None,
+        monitor: Sequence[str] = ("interval=10s", "timeout=30s"),
+        emulator: str = guest.EMULATOR,
+    ) -> str:
         """Define VM resource ``name`` with pcs, as the README tells a user to; returns the
         path of its domain XML.  ``monitor``: the monitor operation's attributes."""
         xml_path = os.path.join(self.paths.vm_dir, f"{name}.xml")
         with open(xml_path, "w") as f:
-            f.write(guest.domain_xml(name, img, self.paths.vm_dir))
+            f.write(guest.domain_xml(name, img, self.paths.vm_dir, emulator))
         create = [
-            "resource", "create", name, AGENTS[agent or self.state.agent],
-            f"config={xml_path}", "hypervisor=qemu:///system", "migration_transport=tcp",
-            "remoteuri=qemu+tcp://%n/system", "migrateuri=tcp://%n", *params,
-            "meta", "allow-migrate=true",
-            "op", "monitor", *monitor, *ops,
+            "resource",
+            "create",
+            name,
+            AGENTS[agent or self.state.agent],
+            f"config={xml_path}",
+            "hypervisor=qemu:///system",
+            "migration_transport=tcp",
+            "remoteuri=qemu+tcp://%n/system",
+            "migrateuri=tcp://%n",
+            *params,
+            "meta",
+            "allow-migrate=true",
+            "op",
+            "monitor",
+            *monitor,
+            *ops,
             # disabled until its location preference exists, or it lands wherever is
             # first free and stickiness (100) keeps it there
             "--disabled",
@@ -310,10 +368,13 @@ class Lab:
         env["PYTHONPATH"] = _lib_root()
         with open(os.path.join(self.paths.log_dir, "power.log"), "ab") as out:
             p = subprocess.Popen(
-                [sys.executable, "-m", "vmha.lab.power", "--root", self.paths.root,
-                 "--hosts", ",".join(hosts)],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
-                start_new_session=True, close_fds=True,
+                [sys.executable, "-m", "vmha.lab.power", "--root", self.paths.root, "--hosts", ",".join(hosts)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
             )
         ident = proc.identify(p.pid)
         if ident is None:
@@ -345,8 +406,7 @@ class Lab:
         if threading.current_thread() is not threading.main_thread():
             return self._down()
         held: list[int] = []
-        old = {sig: signal.signal(sig, lambda n, _f: held.append(n))
-               for sig in (signal.SIGINT, signal.SIGTERM)}
+        old = {sig: signal.signal(sig, lambda n, _f: held.append(n)) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             return self._down()
         finally:
@@ -376,8 +436,9 @@ class Lab:
             problems.append("some host init did not die")
 
         names = set(self.state.netns)
-        names.update(ns for ns in net.existing_netns(self.runner)
-                     if ns == LAN_NETNS or ns.startswith(NETNS_PREFIX + "ha"))
+        names.update(
+            ns for ns in net.existing_netns(self.runner) if ns == LAN_NETNS or ns.startswith(NETNS_PREFIX + "ha")
+        )
         # a pulled plug kills a host's processes asynchronously: wait until the
         # namespaces are empty, so no QEMU outlives the lab
         inodes = [i for i in (proc.netns_inode(ns) for ns in names) if i]

@@ -20,9 +20,7 @@ def existing_netns(runner: CommandRunner) -> list[str]:
 
 
 def _ip(runner: CommandRunner, *args: str) -> None:
-    done = runner.run(["ip", *args], timeout=IP_TIMEOUT)
-    if not done.ok:
-        raise RuntimeError(f"ip {' '.join(args)} failed: {done.stderr.strip()}")
+    runner.run(["ip", *args], timeout=IP_TIMEOUT).checked()
 
 
 def create_lan(runner: CommandRunner) -> None:
@@ -38,8 +36,7 @@ def create_host(runner: CommandRunner, name: str, index: int) -> None:
     _ip(runner, "netns", "add", ns)
     # the host end is created inside the new namespace straight away, so no interface
     # of ours ever appears in the machine's own namespace under a name that could clash
-    _ip(runner, "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"v-{name}",
-        "netns", LAN_NETNS)
+    _ip(runner, "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"v-{name}", "netns", LAN_NETNS)
     _ip(runner, "-n", LAN_NETNS, "link", "set", f"v-{name}", "master", "br0", "up")
     _ip(runner, "-n", ns, "addr", "add", f"{node_address(index)}/24", "dev", "eth0")
     _ip(runner, "-n", ns, "link", "set", "eth0", "up")

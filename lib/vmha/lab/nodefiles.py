@@ -20,9 +20,10 @@ from vmha.lab.config import (
     LAB_POOL,
     LAB_POOL_DIR,
     LabConfig,
+    host_uuid,
     node_address,
 )
-from vmha.ocf.runner import CommandRunner, Completed
+from vmha.ocf.runner import CommandRunner
 
 # host paths bind-mounted from the node directory, in mount order
 BIND_DIRS = (
@@ -38,6 +39,7 @@ BIND_DIRS = (
 )
 BIND_FILES = ("etc/hosts",)
 PCMK_DIRS = ("cib", "pengine", "blackbox", "cores")
+QEMU_USER = "libvirt-qemu"  # Debian's
 
 
 def bind_source(node_dir: str, target: str) -> str:
@@ -55,8 +57,7 @@ def _chown_hacluster(path: str, mode: int) -> None:
 
 def corosync_conf(cfg: LabConfig) -> str:
     nodes = "".join(
-        f"    node {{\n        name: {name}\n        nodeid: {i}\n"
-        f"        ring0_addr: {node_address(i)}\n    }}\n"
+        f"    node {{\n        name: {name}\n        nodeid: {i}\n        ring0_addr: {node_address(i)}\n    }}\n"
         for i, name in enumerate(cfg.node_names, start=1)
     )
     # two_node only for exactly two hosts: it implies wait_for_all and lets one survivor keep
@@ -81,80 +82,105 @@ def hosts_file(cfg: LabConfig) -> str:
     return base.rstrip("\n") + "\n# vmha lab\n" + lab
 
 
+def libvirtd_conf(index: int) -> str:
+    return (
+        "# vmha lab: written from scratch (nothing of the machine's own libvirt)\n"
+        "# migration peers talk plain TCP on the lab address only\n"
+        "listen_tls = 0\nlisten_tcp = 1\n"
+        f'listen_addr = "{node_address(index)}"\nauth_tcp = "none"\n'
+        'unix_sock_group = "root"\nunix_sock_rw_perms = "0700"\nunix_sock_ro_perms = "0777"\n'
+        'auth_unix_rw = "none"\nauth_unix_ro = "none"\n'
+        f'host_uuid = "{host_uuid(index)}"\n'
+        'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
+    )
+
+
+def qemu_conf(index: int) -> str:
+    return (
+        "# vmha lab: written from scratch (nothing of the machine's own libvirt)\n"
+        f'user = "{QEMU_USER}"\ngroup = "{QEMU_USER}"\n'
+        "# no cgroup controllers are delegated inside a namespace host\n"
+        "cgroup_controllers = [ ]\n"
+        "# the host's /dev as it is (its /dev/kvm is hidden: see nodeinit): a private /dev\n"
+        "# per QEMU would try to carry that mount over and fail\n"
+        "namespaces = [ ]\n"
+        f'migration_address = "{node_address(index)}"\n'
+        f'migration_host = "{node_address(index)}"\n'
+    )
+
+
+def _mkdir(path: str, mode: int, owner: tuple[int, int] = (0, 0)) -> None:
+    os.makedirs(path, exist_ok=True)
+    os.chown(path, *owner)
+    os.chmod(path, mode)
+
+
+def _write(path: str, text: str, mode: int = 0o644) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, mode)
+
+
 def _libvirt_tree(node_dir: str, index: int, qemu_caps: str) -> None:
+    """The host's /etc/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt,
+    built from nothing: copying the machine's would carry its live state along (a running
+    guest's monitor socket cannot even be copied) and its configuration with it."""
+    qemu = pwd.getpwnam(QEMU_USER).pw_uid, grp.getgrnam(QEMU_USER).gr_gid
     etc = bind_source(node_dir, "etc/libvirt")
-    shutil.copytree("/etc/libvirt", etc, symlinks=True)
-    # no domain or network of the machine's own libvirt may leak into a lab host
-    for sub in ("qemu", "qemu/autostart", "qemu/networks/autostart"):
-        d = os.path.join(etc, sub)
-        if os.path.isdir(d):
-            for name in os.listdir(d):
-                if name.endswith(".xml"):
-                    os.unlink(os.path.join(d, name))
-    with open(os.path.join(etc, "libvirtd.conf"), "a") as f:
-        f.write(
-            "\n# vmha lab: migration peers talk plain TCP on the lab address only\n"
-            "listen_tls = 0\nlisten_tcp = 1\n"
-            f'listen_addr = "{node_address(index)}"\nauth_tcp = "none"\n'
-            f'host_uuid = "00000000-0000-4000-8000-{index:012d}"\n'
-            'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
-        )
-    with open(os.path.join(etc, "qemu.conf"), "a") as f:
-        f.write(
-            "\n# vmha lab: no cgroup controllers are delegated inside a namespace host\n"
-            "cgroup_controllers = [ ]\n"
-            "# the host's /dev as it is (its /dev/kvm is hidden: see nodeinit): a private /dev\n"
-            "# per QEMU would try to carry that mount over and fail\n"
-            "namespaces = [ ]\n"
-            f'migration_address = "{node_address(index)}"\n'
-            f'migration_host = "{node_address(index)}"\n'
-        )
+    _mkdir(etc, 0o755)
+    _write(os.path.join(etc, "libvirtd.conf"), libvirtd_conf(index))
+    _write(os.path.join(etc, "qemu.conf"), qemu_conf(index), 0o600)
+    _write(os.path.join(etc, "virtlogd.conf"), "# vmha lab: the defaults\n")
+    _write(os.path.join(etc, "libvirt.conf"), 'uri_default = "qemu:///system"\n')
+    for sub in ("qemu", "qemu/autostart", "qemu/networks", "qemu/networks/autostart", "storage/autostart"):
+        _mkdir(os.path.join(etc, sub), 0o755)
     # the host's storage pool, started by libvirtd itself (autostart); nodeinit mounts its tmpfs
     storage = os.path.join(etc, "storage")
-    os.makedirs(os.path.join(storage, "autostart"), exist_ok=True)
-    pool_xml = os.path.join(storage, f"{LAB_POOL}.xml")
-    with open(pool_xml, "w") as f:
-        f.write(f"<pool type='dir'><name>{LAB_POOL}</name><target><path>{LAB_POOL_DIR}</path>"
-                "</target></pool>\n")
-    os.symlink(pool_xml, os.path.join(storage, "autostart", f"{LAB_POOL}.xml"))
-    shutil.copytree("/var/lib/libvirt", bind_source(node_dir, "var/lib/libvirt"), symlinks=True)
-    os.makedirs(os.path.join(bind_source(node_dir, "var/lib/libvirt"), LAB_POOL_DIR[len("/var/lib/libvirt/"):]))
+    _write(
+        os.path.join(storage, f"{LAB_POOL}.xml"),
+        f"<pool type='dir'><name>{LAB_POOL}</name><target><path>{LAB_POOL_DIR}</path></target></pool>\n",
+        0o600,
+    )
+    os.symlink(f"../{LAB_POOL}.xml", os.path.join(storage, "autostart", f"{LAB_POOL}.xml"))
+
+    lib = bind_source(node_dir, "var/lib/libvirt")
+    _mkdir(lib, 0o755)
+    # the Debian package's owners and modes: QEMU (libvirt-qemu) reaches its channel sockets
+    for sub in ("qemu", "qemu/channel", "qemu/channel/target"):
+        _mkdir(os.path.join(lib, sub), 0o750, qemu)
+    _mkdir(os.path.join(lib, LAB_POOL_DIR[len("/var/lib/libvirt/") :]), 0o711)
+
     cache = bind_source(node_dir, "var/cache/libvirt")
-    shutil.copytree("/var/cache/libvirt", cache, symlinks=True)
+    _mkdir(cache, 0o711)
+    _mkdir(os.path.join(cache, "qemu"), 0o711)
     if os.path.isdir(qemu_caps):
         shutil.copytree(qemu_caps, os.path.join(cache, "qemu", "capabilities"), dirs_exist_ok=True)
-    os.makedirs(os.path.join(bind_source(node_dir, "var/log/libvirt"), "qemu"))
+
+    logs = bind_source(node_dir, "var/log/libvirt")
+    _mkdir(logs, 0o755)
+    _mkdir(os.path.join(logs, "qemu"), 0o755)
 
 
 def seed_cib(runner: CommandRunner, path: str, cfg: LabConfig) -> None:
     """An initial CIB: short dc-deadtime (a node is online in ~5 s instead of ~22 s),
     fencing on with the lab's fence device, and a stickiness default (pcs 0.11 ``resource
     move`` refuses without one)."""
-    empty = runner.run(["cibadmin", "--empty"], timeout=30)
-    if not empty.ok:
-        raise RuntimeError(f"cibadmin --empty failed: {empty.stderr.strip()}")
+    empty = runner.run(["cibadmin", "--empty"], timeout=30).checked()
     with open(path, "w") as f:
         f.write(empty.stdout)
     env = {"CIB_file": path}
     for name, value in (("dc-deadtime", "2s"), ("stonith-enabled", "true")):
-        _check(runner.run(["crm_attribute", "--type", "crm_config", "--name", name,
-                           "--update", value], timeout=30, env_extend=env))
-    _check(runner.run(["pcs", "-f", path, "resource", "defaults", "update",
-                       "resource-stickiness=100"], timeout=60))
+        argv = ["crm_attribute", "--type", "crm_config", "--name", name, "--update", value]
+        runner.run(argv, timeout=30, env_extend=env).checked()
+    runner.run(["pcs", "-f", path, "resource", "defaults", "update", "resource-stickiness=100"], timeout=60).checked()
     hosts = " ".join(cfg.node_names)
-    _check(runner.run(["pcs", "-f", path, "stonith", "create", "fence-lab",
-                       os.path.basename(FENCE_AGENT_PATH), f"pcmk_host_list={hosts}",
-                       "pcmk_host_check=static-list", "op", "monitor", "interval=60s"],
-                      timeout=60))
+    fence = ["pcs", "-f", path, "stonith", "create", "fence-lab", os.path.basename(FENCE_AGENT_PATH)]
+    fence += [f"pcmk_host_list={hosts}", "pcmk_host_check=static-list", "op", "monitor", "interval=60s"]
+    runner.run(fence, timeout=60).checked()
     # the events the scenarios time themselves by (vmha.lab.events)
     alerts = events.alert_xml(cfg.paths.alert_agent, cfg.paths.events_file, [HEALTH_ATTRIBUTE])
-    _check(runner.run(["cibadmin", "--create", "--scope", "configuration", "--xml-text", alerts],
-                      timeout=30, env_extend=env))
-
-
-def _check(done: Completed) -> None:
-    if not done.ok:
-        raise RuntimeError(f"{' '.join(done.argv)} failed: {done.stderr.strip()}")
+    argv = ["cibadmin", "--create", "--scope", "configuration", "--xml-text", alerts]
+    runner.run(argv, timeout=30, env_extend=env).checked()
 
 
 def prepare(cfg: LabConfig, name: str, index: int, cib: str) -> str:
@@ -164,8 +190,7 @@ def prepare(cfg: LabConfig, name: str, index: int, cib: str) -> str:
         shutil.rmtree(node_dir)
     os.makedirs(node_dir)
     for target in BIND_DIRS:
-        if not target.startswith(("etc/libvirt", "var/lib/libvirt", "var/cache/libvirt",
-                                  "var/log/libvirt")):
+        if not target.endswith("libvirt"):
             os.makedirs(bind_source(node_dir, target))
     _libvirt_tree(node_dir, index, cfg.paths.qemu_caps_dir)
     pcmk = bind_source(node_dir, "var/lib/pacemaker")

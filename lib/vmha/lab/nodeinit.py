@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from vmha.lab.config import LAB_POOL_DIR, LAB_POOL_MIB, LabPaths
+from vmha.lab.config import HOST_MARKER, LAB_POOL_DIR, LAB_POOL_MIB, LabPaths
 from vmha.lab.nodefiles import BIND_DIRS, BIND_FILES, bind_source
 from vmha.ocf.runner import CommandError, CommandRunner, find_program
 
@@ -44,9 +44,7 @@ def daemon_env() -> dict[str, str]:
 
 def setup_mounts(runner: CommandRunner, node_dir: str, name: str) -> None:
     def must(argv: list[str]) -> None:
-        done = runner.run(argv, timeout=10)
-        if not done.ok:
-            raise RuntimeError(f"{' '.join(argv)}: {done.stderr.strip()}")
+        runner.run(argv, timeout=10).checked()
 
     must(["hostname", name])
     must(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run"])
@@ -78,6 +76,9 @@ def setup_mounts(runner: CommandRunner, node_dir: str, name: str) -> None:
             os.chown(d, *owner)
     os.symlink("/dev/shm", "/run/shm")  # noqa: S108 - the Debian layout
     must(["ip", "link", "set", "lo", "up"])
+    # last: from now on /proc/<this pid>/root/run is this host's own /run (see proc.host_root)
+    with open(HOST_MARKER, "w") as f:
+        f.write(name + "\n")
 
 
 def _ids(user: str, group: str) -> tuple[int, int]:
@@ -118,14 +119,15 @@ def start_libvirt(runner: CommandRunner) -> None:
 def start_cluster(runner: CommandRunner) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
     env = daemon_env()
     with open("/var/log/corosync/stdout.log", "ab") as out:
-        corosync = subprocess.Popen([find_program("corosync"), "-f"], stdin=subprocess.DEVNULL,
-                                    stdout=out, stderr=out, env=env)
-    wait_for(lambda: runner.run(["corosync-cfgtool", "-s"], timeout=5).ok,
-             DAEMON_READY_TIMEOUT_S, "corosync")
+        corosync = subprocess.Popen(
+            [find_program("corosync"), "-f"], stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
+        )
+    wait_for(lambda: runner.run(["corosync-cfgtool", "-s"], timeout=5).ok, DAEMON_READY_TIMEOUT_S, "corosync")
     env["PCMK_logfile"] = "/var/log/pacemaker/pacemaker.log"
     with open("/var/log/pacemaker/stdout.log", "ab") as out:
-        pacemakerd = subprocess.Popen([find_program("pacemakerd")], stdin=subprocess.DEVNULL,
-                                      stdout=out, stderr=out, env=env)
+        pacemakerd = subprocess.Popen(
+            [find_program("pacemakerd")], stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env
+        )
     return corosync, pacemakerd
 
 

@@ -45,8 +45,12 @@ class Host:
     init: proc.ProcId | None = None
 
     def is_on(self) -> bool:
-        return (self.launcher is not None and self.launcher.poll() is None
-                and self.init is not None and proc.alive(self.init))
+        return (
+            self.launcher is not None
+            and self.launcher.poll() is None
+            and self.init is not None
+            and proc.alive(self.init)
+        )
 
 
 class PowerSwitch:
@@ -58,17 +62,38 @@ class PowerSwitch:
     def _launch(self, host: Host) -> str:
         node_dir = self.paths.node_dir(host.name)
         argv = [
-            find_program("ip"), "netns", "exec", node_netns(host.name),
-            find_program("unshare"), "--mount", "--uts", "--ipc", "--pid", "--fork",
-            "--mount-proc", "--propagation", "private",
-            sys.executable, "-m", "vmha.lab.nodeinit",
-            "--root", self.paths.root, "--name", host.name, "--index", str(host.index),
+            find_program("ip"),
+            "netns",
+            "exec",
+            node_netns(host.name),
+            find_program("unshare"),
+            "--mount",
+            "--uts",
+            "--ipc",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--propagation",
+            "private",
+            sys.executable,
+            "-m",
+            "vmha.lab.nodeinit",
+            "--root",
+            self.paths.root,
+            "--name",
+            host.name,
+            "--index",
+            str(host.index),
         ]
         log = open(os.path.join(node_dir, "init.log"), "ab")  # noqa: SIM115 - child keeps it
         try:
             host.launcher = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env=dict(os.environ), start_new_session=True,
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=dict(os.environ),
+                start_new_session=True,
             )
         finally:
             log.close()
@@ -184,8 +209,7 @@ def serve(paths: LabPaths, names: list[str]) -> None:
         server = Server(paths.power_socket, Handler)
     finally:
         os.umask(old)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
-                              daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     thread.start()
     while not done.wait(0.5):
         pass

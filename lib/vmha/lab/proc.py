@@ -151,3 +151,17 @@ def pid_in_node(pid: int, init_pid: int) -> bool:
     """True when ``pid`` lives in the PID namespace whose init is ``init_pid``."""
     ino = ns_inode(init_pid, "pid")
     return ino is not None and ns_inode(pid, "pid") == ino
+
+
+def host_root(pid: int, name: str) -> str | None:
+    """``/proc/PID/root`` of lab host ``name`` whose init is ``pid``, once that host's private
+    /run is mounted; None before (its /run is still the machine's: its libvirt socket would
+    be the machine's libvirtd) or when ``pid`` is not that host's init."""
+    from vmha.lab.config import HOST_MARKER
+
+    root = f"/proc/{pid}/root"
+    try:
+        with open(root + HOST_MARKER) as f:
+            return root if f.read().strip() == name else None
+    except OSError:
+        return None

@@ -21,10 +21,11 @@ from typing import Any
 
 from vmha.lab import events, proc
 from vmha.lab.cluster import ClusterStatus, OpFailure
-from vmha.lab.config import guest_address, node_netns
+from vmha.lab.config import AGENTS, guest_address, node_netns
 from vmha.lab.image import HTTP_PORT
-from vmha.lab.lab import Lab, LabError, wait_until
-from vmha.ocf.runner import CommandTimedOut
+from vmha.lab.lab import OCF_ROOT, Lab, LabError, wait_until
+from vmha.ocf.runner import CommandTimedOut, Completed
+from vmha.qemu_processes import qemu_processes
 
 POLL_S = 0.25
 
@@ -55,25 +56,36 @@ class Migration:
     command_s: float  # how long ``pcs resource move`` itself took (it waits, then clears)
     observed_s: float = 0.0  # when a crm_mon poll first showed it (an upper bound)
     timing: str = "polling"  # "alerts": started_s is the controller's time of the last step
-    live: bool = False  # a successful migrate_to took it there (not a stop and a start)
-    steps: dict[str, float] = field(default_factory=dict)  # op -> its run time, and the lead-in
+    live: bool | None = None  # a successful migrate_to took it there; None: no op events to tell
+    steps: dict[str, float | None] | None = None  # op -> its run time, and the lead-in
 
     def to_json(self) -> dict[str, Any]:
-        return {"vm": self.vm, "source": self.source, "target": self.target,
-                "migration_s": round(self.started_s, 2), "pcs_move_s": round(self.command_s, 2),
-                "observed_s": round(self.observed_s, 2), "timing": self.timing, "live": self.live,
-                "steps_s": {k: round(v, 3) for k, v in self.steps.items()}}
+        return {
+            "vm": self.vm,
+            "source": self.source,
+            "target": self.target,
+            "migration_s": round(self.started_s, 2),
+            "pcs_move_s": round(self.command_s, 2),
+            "observed_s": round(self.observed_s, 2),
+            "timing": self.timing,
+            "live": self.live,
+            "steps_s": None if self.steps is None else {k: _round(v, 3) for k, v in self.steps.items()},
+        }
 
 
-def op_steps(ops: list[events.Event], t0: float) -> dict[str, float]:
+def _round(v: float | None, n: int = 2) -> float | None:
+    return None if v is None else round(v, n)
+
+
+def op_steps(ops: list[events.Event], t0: float) -> dict[str, float | None]:
     """What each operation took (its own run time), and ``lead_in``: from ``t0`` to the start
     of the first (for a migration: pcs, the CIB write and the scheduler)."""
-    steps: dict[str, float] = {}
+    steps: dict[str, float | None] = {}
     if ops:
         steps["lead_in"] = max(0.0, ops[0].began - t0)
     for op in ops:
         key = op.task if op.task not in steps else f"{op.task}@{op.node}"
-        steps[key] = (op.exec_ms or 0) / 1000.0
+        steps[key] = None if op.exec_ms is None else op.exec_ms / 1000.0
     return steps
 
 
@@ -96,16 +108,25 @@ def migrate(lab: Lab, vm: str, target: str, timeout: float = 120.0) -> Migration
 
     worker = threading.Thread(target=move, name=f"pcs-move-{vm}", daemon=True)
     worker.start()
-    started = wait_until(lambda: outcome and isinstance(outcome[0], BaseException) or (
-        (s := lab.crm()) and s.started_on(vm) == target), timeout, POLL_S)
+    started = wait_until(
+        lambda: outcome and isinstance(outcome[0], BaseException) or ((s := lab.crm()) and s.started_on(vm) == target),
+        timeout,
+        POLL_S,
+    )
     seen = time.time()
     worker.join(timeout)
     if outcome and isinstance(outcome[0], BaseException):
         raise LabError(f"pcs resource move {vm} {target}: {outcome[0]}")
     if not started or not outcome:
         raise LabError(f"{vm} not Started on {target} {timeout:.0f}s after pcs resource move")
-    result = Migration(vm, source, target, seen - t0, float(outcome[0]),  # type: ignore[arg-type]
-                       observed_s=seen - t0)
+    result = Migration(
+        vm,
+        source,
+        target,
+        seen - t0,
+        float(outcome[0]),  # type: ignore[arg-type]
+        observed_s=seen - t0,
+    )
     ops = events.operations(lab.events(t0), vm, t0, seen)
     if ops:
         result.started_s, result.timing = ops[-1].at - t0, "alerts"
@@ -137,8 +158,8 @@ class Failover:
     fenced_s: float | None = None  # -> the fencing of the victim succeeded
     per_vm_s: dict[str, float] = field(default_factory=dict)
     started_on: dict[str, str] = field(default_factory=dict)
-    start_exec_s: dict[str, float] = field(default_factory=dict)  # each VM's start, as it ran
-    fenced: bool = False
+    start_exec_s: dict[str, float | None] = field(default_factory=dict)  # each VM's start, as it ran
+    fenced: bool | None = None  # None: the fence history could not be read
     fence_history: str = ""
     rejoin_s: float | None = None
     timing: str = "polling"
@@ -149,16 +170,17 @@ class Failover:
             if isinstance(v, float):
                 r[k] = round(v, 2)
         for k in ("per_vm_s", "start_exec_s"):
-            r[k] = {vm: round(v, 2) for vm, v in getattr(self, k).items()}
+            r[k] = {vm: _round(v) for vm, v in getattr(self, k).items()}
         return r
 
 
-def fence_events(lab: Lab, host: str) -> list[dict[str, str]]:
-    done = lab.exec(host, ["stonith_admin", "--history", "*", "--output-as=xml"], timeout=15)
+def fence_events(lab: Lab, host: str) -> list[dict[str, str]] | None:
+    """The fence history as ``host`` has it; None when it could not be read."""
     try:
+        done = lab.exec(host, ["stonith_admin", "--history", "*", "--output-as=xml"], timeout=15)
         root = ET.fromstring(done.stdout)  # noqa: S314 - our own stonith_admin
-    except ET.ParseError:
-        return []
+    except (ET.ParseError, LabError, CommandTimedOut):
+        return None
     return [dict(ev.attrib) for ev in root.iter("fence_event")]
 
 
@@ -202,19 +224,24 @@ def power_off(lab: Lab, victim: str, timeout: float = 180.0, rejoin: bool = True
         ops = events.operations(found, vm, t0, seen)
         if ops:
             result.per_vm_s[vm] = ops[-1].at - t0
-            result.start_exec_s[vm] = (ops[-1].exec_ms or 0) / 1000.0
-    if len(result.per_vm_s) == len(vms):
-        result.failover_s = max(result.per_vm_s.values(), default=0.0)
+            ms = ops[-1].exec_ms
+            result.start_exec_s[vm] = None if ms is None else ms / 1000.0
+    if vms and len(result.per_vm_s) == len(vms):
+        result.failover_s = max(result.per_vm_s.values())
     history = fence_events(lab, survivors[0])
-    result.fenced = any(e.get("target") == victim and e.get("action") in ("reboot", "off")
-                        and e.get("status") == "success" for e in history)
-    result.fence_history = lab.exec(survivors[0], ["stonith_admin", "--history", "*"],
-                                    timeout=15).stdout
+    result.fenced = (
+        None
+        if history is None
+        else any(
+            e.get("target") == victim and e.get("action") in ("reboot", "off") and e.get("status") == "success"
+            for e in history
+        )
+    )
+    result.fence_history = lab.exec(survivors[0], ["stonith_admin", "--history", "*"], timeout=15).stdout
     if rejoin:
         # the fence device's "reboot" powers the host back on: wait for it to rejoin
         want = sorted(lab.hosts)
-        if wait_until(lambda: (st := lab.crm(survivors[0])) and st.online() == want,
-                      max(5.0, end - time.time()), 0.2):
+        if wait_until(lambda: (st := lab.crm(survivors[0])) and st.online() == want, max(5.0, end - time.time()), 0.2):
             result.rejoin_s = time.time() - t0
     return result
 
@@ -222,12 +249,9 @@ def power_off(lab: Lab, victim: str, timeout: float = 180.0, rejoin: bool = True
 def qemu_pid(lab: Lab, host: str, vm: str) -> int | None:
     """Machine PID of ``vm``'s QEMU on ``host`` (found in /proc, not asked of libvirt)."""
     ino = proc.netns_inode(node_netns(host))
-    for pid in proc.pids_in_netns(ino) if ino else []:
-        if proc.comm(pid).startswith("qemu-system"):
-            args = proc.cmdline(pid)
-            if "-name" in args and args[args.index("-name") + 1].split(",")[0] in (
-                    f"guest={vm}", vm):
-                return pid
+    for q in qemu_processes(pids=proc.pids_in_netns(ino)) if ino else []:
+        if q.name == vm:
+            return q.pid
     return None
 
 
@@ -259,14 +283,49 @@ def restart_libvirtd(lab: Lab, host: str) -> None:
         raise LabError(f"libvirtd did not restart on {host}: {done.stderr.strip()}")
 
 
+def vm_monitor_now(lab: Lab, host: str, vm: str, *, interval_ms: int = 10000, timeout_ms: int = 30000) -> int:
+    """Run ``vm``'s recurring monitor on ``host`` now, as pacemaker-execd runs it (the
+    parameters ``Lab.create_vm`` gives it, the same environment and state directory);
+    returns its exit code."""
+    return vm_action_now(lab, host, vm, "monitor", interval_ms=interval_ms, timeout_ms=timeout_ms).rc
+
+
+def vm_action_now(
+    lab: Lab, host: str, vm: str, action: str, *, interval_ms: int = 0, timeout_ms: int = 30000
+) -> Completed:
+    """Run ``vm``'s agent with ``action`` on ``host`` now, as pacemaker-execd would (the
+    parameters ``Lab.create_vm`` gives it, the same environment and state directory)."""
+    agent = AGENTS[lab.state.agent].split(":")
+    env = {
+        "OCF_ROOT": "/usr/lib/ocf",
+        "OCF_RESOURCE_INSTANCE": vm,
+        "OCF_RESOURCE_TYPE": agent[2],
+        "OCF_RESOURCE_PROVIDER": agent[1],
+        "OCF_RESKEY_config": os.path.join(lab.paths.vm_dir, f"{vm}.xml"),
+        "OCF_RESKEY_hypervisor": "qemu:///system",
+        "OCF_RESKEY_migration_transport": "tcp",
+        "OCF_RESKEY_remoteuri": "qemu+tcp://%n/system",
+        "OCF_RESKEY_migrateuri": "tcp://%n",
+        "OCF_RESKEY_CRM_meta_interval": str(interval_ms),
+        "OCF_RESKEY_CRM_meta_timeout": str(timeout_ms),
+        "OCF_RESKEY_CRM_meta_on_node": host,
+        "OCF_RESKEY_CRM_meta_allow_migrate": "true",
+        "HA_RSCTMP": "/run/resource-agents",
+    }
+    return lab.exec(host, [os.path.join(OCF_ROOT, agent[1], agent[2]), action], timeout=timeout_ms / 1000 + 5, env=env)
+
+
 def monitor_timeouts(status: ClusterStatus) -> list[str]:
-    return [f"{f.resource} {f.task} on {f.node}" for f in status.failures
-            if f.task == "monitor" and "time" in f.status.lower()]
+    return [
+        f"{f.resource} {f.task} on {f.node}"
+        for f in status.failures
+        if f.task == "monitor" and "time" in f.status.lower()
+    ]
 
 
-def boots(lab: Lab, vm: str) -> int:
+def boots(lab: Lab, vm: str) -> int | None:
     """How many times ``vm``'s guest reached its init's ready mark (its serial log is shared
-    by every host, so a live migration does not add one; a restart does)."""
+    by every host, so a live migration does not add one; a restart does); None without a log."""
     from vmha.lab.guest import serial_log
     from vmha.lab.image import READY_MARK
 
@@ -274,11 +333,11 @@ def boots(lab: Lab, vm: str) -> int:
         with open(serial_log(lab.paths.vm_dir, vm), errors="replace") as f:
             return f.read().count(READY_MARK)
     except FileNotFoundError:
-        return 0
+        return None
 
 
 def wait_boots(lab: Lab, vm: str, at_least: int, timeout: float = 60.0) -> bool:
-    return bool(wait_until(lambda: boots(lab, vm) >= at_least, timeout, 0.2))
+    return bool(wait_until(lambda: (boots(lab, vm) or 0) >= at_least, timeout, 0.2))
 
 
 # -- the guest layer: a service inside a guest, its client path, the guest's liveness -------
@@ -298,10 +357,14 @@ def guest_exec(lab: Lab, host: str, vm: str, argv: list[str], timeout: float = 3
     """Exit code of ``argv`` run inside ``vm``'s guest (on ``host``) through its guest agent,
     as an operator would with ``virsh qemu-agent-command``; None when it gave no answer in
     time.  Output is not captured: a program that leaves a daemon behind still finishes."""
+
     def agent(cmd: dict[str, Any]) -> dict[str, Any] | None:
         try:
-            done = lab.exec(host, ["virsh", "-c", "qemu:///system", "qemu-agent-command",
-                                   "--timeout", "5", vm, json.dumps(cmd)], timeout=15)
+            done = lab.exec(
+                host,
+                ["virsh", "-c", "qemu:///system", "qemu-agent-command", "--timeout", "5", vm, json.dumps(cmd)],
+                timeout=15,
+            )
         except CommandTimedOut:
             return None
         if not done.ok:
@@ -314,8 +377,7 @@ def guest_exec(lab: Lab, host: str, vm: str, argv: list[str], timeout: float = 3
         return ret if isinstance(ret, dict) else None
 
     end = time.monotonic() + timeout
-    started = agent({"execute": "guest-exec", "arguments": {
-        "path": argv[0], "arg": argv[1:], "capture-output": False}})
+    started = agent({"execute": "guest-exec", "arguments": {"path": argv[0], "arg": argv[1:], "capture-output": False}})
     if not started or not isinstance(started.get("pid"), int):
         return None
     while time.monotonic() < end:
@@ -329,8 +391,11 @@ def guest_exec(lab: Lab, host: str, vm: str, argv: list[str], timeout: float = 3
 
 def guest_agent_answers(lab: Lab, host: str, vm: str) -> bool:
     try:
-        done = lab.exec(host, ["virsh", "-c", "qemu:///system", "qemu-agent-command",
-                               "--timeout", "3", vm, '{"execute":"guest-ping"}'], timeout=10)
+        done = lab.exec(
+            host,
+            ["virsh", "-c", "qemu:///system", "qemu-agent-command", "--timeout", "3", vm, '{"execute":"guest-ping"}'],
+            timeout=10,
+        )
     except (CommandTimedOut, LabError):
         return False
     return done.ok
@@ -340,8 +405,7 @@ def http_answers(lab: Lab, host: str, url: str, timeout: int = 2) -> bool:
     """A GET of ``url`` from inside ``host`` answered 2xx (curl; busybox-static's wget
     crashes on Debian 12)."""
     try:
-        done = lab.exec(host, ["curl", "-sf", "-o", "/dev/null", "-m", str(timeout), url],
-                        timeout=timeout + 10)
+        done = lab.exec(host, ["curl", "-sf", "-o", "/dev/null", "-m", str(timeout), url], timeout=timeout + 10)
     except (CommandTimedOut, LabError):
         return False
     return done.ok
@@ -353,13 +417,33 @@ def create_guest_service(lab: Lab, name: str, vm: str, interval: str = "3s") -> 
     url = guest_url(vm)
     address = guest_address(vm)
     steps = [
-        ["resource", "create", name, "ocf:vmha:GuestService", f"domain={vm}",
-         "manager=commands", f"start_command={GUEST_HTTPD_START}",
-         "status_command=/bin/pidof httpd", "stop_command=/bin/killall httpd",
-         f"tcp_check={address}:{HTTP_PORT}", f"http_check={url}",
-         "tcp_timeout=2", "http_timeout=2", "agent_timeout=5",
-         "op", "monitor", f"interval={interval}", "timeout=20s",
-         "op", "start", "timeout=60s", "op", "stop", "timeout=30s", "--disabled"],
+        [
+            "resource",
+            "create",
+            name,
+            "ocf:vmha:GuestService",
+            f"domain={vm}",
+            "manager=commands",
+            f"start_command={GUEST_HTTPD_START}",
+            "status_command=/bin/pidof httpd",
+            "stop_command=/bin/killall httpd",
+            f"tcp_check={address}:{HTTP_PORT}",
+            f"http_check={url}",
+            "tcp_timeout=2",
+            "http_timeout=2",
+            "agent_timeout=5",
+            "op",
+            "monitor",
+            f"interval={interval}",
+            "timeout=20s",
+            "op",
+            "start",
+            "timeout=60s",
+            "op",
+            "stop",
+            "timeout=30s",
+            "--disabled",
+        ],
         ["constraint", "colocation", "add", name, "with", vm, "INFINITY"],
         ["constraint", "order", vm, "then", name],
         ["resource", "enable", name],
@@ -382,20 +466,23 @@ class ServiceRecovery:
     host: str
     recovery_s: float | None = None  # service killed in the guest -> it answers HTTP again
     detected_s: float | None = None  # -> crm_mon shows the service's failed monitor
-    exit_reason: str = ""
+    exit_reason: str | None = None
     qemu_pid_before: int | None = None
     qemu_pid_after: int | None = None
-    boots_before: int = 0
-    boots_after: int = 0
+    boots_before: int | None = None
+    boots_after: int | None = None
 
     @property
     def vm_untouched(self) -> bool:
-        return (self.qemu_pid_before is not None and self.qemu_pid_before == self.qemu_pid_after
-                and self.boots_before == self.boots_after)
+        return (
+            self.qemu_pid_before is not None
+            and self.qemu_pid_before == self.qemu_pid_after
+            and self.boots_before is not None
+            and self.boots_before == self.boots_after
+        )
 
     def to_json(self) -> dict[str, Any]:
-        r: dict[str, Any] = {k: (round(v, 2) if isinstance(v, float) else v)
-                             for k, v in self.__dict__.items()}
+        r: dict[str, Any] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
         r["vm_untouched"] = self.vm_untouched
         return r
 
@@ -409,8 +496,7 @@ def kill_guest_service(lab: Lab, service: str, vm: str, timeout: float = 120.0) 
     if not host or s is None or s.started_on(service) != host:
         raise LabError(f"{vm} and {service} are not both Started on one host")
     url = guest_url(vm)
-    result = ServiceRecovery(service, vm, host, qemu_pid_before=qemu_pid(lab, host, vm),
-                             boots_before=boots(lab, vm))
+    result = ServiceRecovery(service, vm, host, qemu_pid_before=qemu_pid(lab, host, vm), boots_before=boots(lab, vm))
     t0 = time.monotonic()
     if guest_exec(lab, host, vm, ["/bin/killall", "-9", "httpd"]) != 0:
         raise LabError(f"killall -9 httpd in {vm} failed")

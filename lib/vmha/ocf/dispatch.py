@@ -155,7 +155,7 @@ def run(
     except Exception as exc:  # a bug: report it as one line, never a traceback
         import traceback
 
-        log.debug("".join(traceback.format_exception(exc)))
+        log.debug("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         wrapped = GenericError(f"internal error in {action_name}: {type(exc).__name__}: {exc}")
         log.error(wrapped.reason)
         reporter.reason(wrapped.reason)

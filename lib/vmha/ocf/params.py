@@ -11,12 +11,25 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from enum import Enum
-from typing import NamedTuple
+from typing import NamedTuple, Union
 
-Value = str | int | bool | None
+# typing.Union: a module-level alias is evaluated at import, and ``|`` of types needs 3.10.
+Value = Union[str, int, bool, None]  # noqa: UP007
 
+# The words a boolean agent parameter accepts: ocf-shellfuncs' ocf_is_true (and its false
+# counterpart), so a value that worked for a heartbeat agent works here.
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "ja"})
 _FALSE = frozenset({"0", "false", "no", "off", "n", "nein"})
+# The words Pacemaker itself takes as true in a meta attribute (crm_is_true): no "ja".  What
+# the scheduler will do with a meta attribute is judged by its rule, not ours.
+_PACEMAKER_TRUE = frozenset({"1", "true", "yes", "on", "y"})
+
+
+def pacemaker_true(text: str | None) -> bool:
+    """Whether Pacemaker reads ``text`` (a meta attribute's value) as true."""
+    return (text or "").strip().lower() in _PACEMAKER_TRUE
+
+
 _INT = re.compile(r"[+-]?[0-9]+\Z")
 
 

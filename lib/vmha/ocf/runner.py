@@ -35,6 +35,10 @@ class CommandTimedOut(CommandError):
     pass
 
 
+class CommandFailed(CommandError):
+    """The program ran and answered non-zero (``Completed.checked``)."""
+
+
 class Completed(NamedTuple):
     argv: tuple[str, ...]
     rc: int
@@ -44,6 +48,18 @@ class Completed(NamedTuple):
     @property
     def ok(self) -> bool:
         return self.rc == 0
+
+    def complaint(self) -> str:
+        """``<program> failed (rc N): <its last line>`` (stderr, else stdout)."""
+        tool = self.argv[0].rsplit("/", 1)[-1] if self.argv else "command"
+        detail = (self.stderr or self.stdout).strip().splitlines()
+        return f"{tool} failed (rc {self.rc}): {detail[-1] if detail else 'no output'}"
+
+    def checked(self) -> Completed:
+        """This answer when the program succeeded; else raises CommandFailed (``complaint``)."""
+        if not self.ok:
+            raise CommandFailed(self.complaint())
+        return self
 
 
 def find_program(name: str, dirs: Sequence[str] = SEARCH_DIRS) -> str:

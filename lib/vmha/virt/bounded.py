@@ -10,11 +10,10 @@ call has hung, the connection is marked wedged and later calls fail at once.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
-from vmha.deadline import Deadline
+from vmha.deadline import Background, Deadline
 from vmha.virt.errors import HypervisorTimeout, classify
 
 T = TypeVar("T")
@@ -32,32 +31,41 @@ class Wedge:
         return bool(self.what)
 
 
-class Pending:
-    """A libvirt call running in its own daemon thread."""
+class Caller(Protocol):
+    """What a domain needs of its connection: the bounded call, the connection's deadline
+    and wedge, and the binding's handle (for a migration's destination)."""
 
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], what: str) -> None:
+    raw: Any
+    deadline: Deadline
+    wedge: Wedge
+
+    def call(
+        self, fn: Any, *args: Any, what: str, deadline: Deadline | None = None, per_domain: bool = False
+    ) -> Any: ...
+
+
+class Pending(Background[Any]):
+    """A libvirt call running in its own daemon thread (a migration: followed, not awaited).
+
+    ``wedge``: the connection the call runs on, marked by ``abandon`` so that nothing waits
+    on it afterwards (closing a connection with a call still inside libvirt would)."""
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], what: str, wedge: Wedge | None = None) -> None:
+        super().__init__(fn, args, name=f"libvirt:{what}")
         self.what = what
-        self._value: list[Any] = []
-        self._failure: list[BaseException] = []
-        self._thread = threading.Thread(target=self._work, args=(fn, args), name=f"libvirt:{what}", daemon=True)
-        self._thread.start()
-
-    def _work(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            self._value.append(fn(*args))
-        except BaseException as exc:  # handed over to the waiting thread
-            self._failure.append(exc)
-
-    def wait(self, seconds: float) -> bool:
-        """True when the call has finished (successfully or not)."""
-        self._thread.join(max(0.0, seconds))
-        return not self._thread.is_alive()
+        self._wedge = wedge
 
     def result(self) -> Any:
         """The call's value; raises its classified error. Only after ``wait`` returned True."""
-        if self._failure:
-            raise classify(self._failure[0], self.what) from self._failure[0]
-        return self._value[0]
+        failure = self.failure
+        if failure is not None:
+            raise classify(failure, self.what) from failure
+        return super().result()
+
+    def abandon(self) -> None:
+        """Leave the call running inside libvirt and mark its connection wedged."""
+        if self._wedge is not None and not self._wedge:
+            self._wedge.what = self.what
 
 
 def call(

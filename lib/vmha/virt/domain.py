@@ -1,19 +1,17 @@
 """A libvirt domain: its state and lifecycle calls, each bounded by the connection's deadline.
 
-No policy here (what a state means for the cluster is decided in ``vmha.probes``); this
+No policy here (what a state means for the cluster is decided in ``vmha.verdicts``); this
 module only asks libvirt and reports in our own types.
 """
 
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from vmha.deadline import Deadline
-from vmha.virt.errors import DomainNotFound
-
-if TYPE_CHECKING:
-    from vmha.virt.connection import Connection
+from vmha.virt import bounded
+from vmha.virt.errors import DomainNotFound, HypervisorTimeout
 
 
 class DomainState(IntEnum):
@@ -60,6 +58,11 @@ class ShutdownMode(IntEnum):
     PARAVIRT = 16
 
 
+# virDomainSetMetadata's VIR_DOMAIN_METADATA_ELEMENT, and a namespace nobody sets: the
+# barrier of Domain.wait_for_jobs removes an element that is never there.
+ELEMENT_METADATA = 2
+BARRIER_NS = "urn:vmha:barrier"
+
 SHUTDOWN_MODES = {
     "acpi": ShutdownMode.ACPI,
     "agent": ShutdownMode.AGENT,
@@ -96,7 +99,11 @@ class DomainInfo(NamedTuple):
 
 
 class Domain:
-    def __init__(self, raw: Any, conn: Connection) -> None:
+    """One domain of one connection.  It knows its connection only as a ``bounded.Caller``
+    (the bounded call, the deadline, the wedge): ``vmha.virt.connection`` builds domains,
+    this module never imports it."""
+
+    def __init__(self, raw: Any, conn: bounded.Caller) -> None:
         self.raw = raw
         self.conn = conn
 
@@ -104,11 +111,21 @@ class Domain:
         return self.conn.call(fn, *args, what=f"{what} of domain {self.name}", deadline=deadline, per_domain=per_domain)
 
     @property
+    def deadline(self) -> Deadline:
+        """The deadline of the connection this domain was found on."""
+        return self.conn.deadline
+
+    @property
     def name(self) -> str:
         return str(self.raw.name())  # cached in the binding, no RPC
 
     def uuid(self) -> str:
         return str(self.raw.UUIDString())  # cached in the binding, no RPC
+
+    def domain_id(self) -> int:
+        """libvirt's id of the running domain (-1 when shut off), as it was when looked up:
+        held in the binding's handle, no RPC; a new id means the domain was started again."""
+        return int(self.raw.ID())
 
     def status(self) -> DomainStatus:
         """The state; a transient domain that vanished (it was shut off) reads as shut off."""
@@ -176,6 +193,36 @@ class Domain:
 
     def start_postcopy(self) -> None:
         self._call(self.raw.migrateStartPostCopy, 0, what="switch migration to post-copy")
+
+    def start_migration(
+        self, params: dict[str, object], flags: int, *, dest_uri: str = "", dest: bounded.Caller | None = None
+    ) -> bounded.Pending:
+        """Begin a live migration and return it running in its own thread, to be followed
+        (job info, downtime, post-copy, abort) and waited for by the caller.
+
+        ``dest``: a connection to the destination (the client drives it: migrate3);
+        without it, libvirtd connects to ``dest_uri`` itself (peer-to-peer: migrateToURI3).
+        Refused at once on a wedged connection.  A migration the caller gives up on must be
+        ``abandon``ed: it may still complete inside libvirt, and its connection is wedged.
+        """
+        what = f"migration of domain {self.name}"
+        if self.conn.wedge:
+            raise HypervisorTimeout(
+                f"{what}: not attempted, the hypervisor stopped answering during {self.conn.wedge.what}"
+            )
+        if dest is not None:
+            return bounded.Pending(self.raw.migrate3, (dest.raw, params, flags), what, self.conn.wedge)
+        return bounded.Pending(self.raw.migrateToURI3, (dest_uri, params, flags), what, self.conn.wedge)
+
+    def wait_for_jobs(self) -> None:
+        """Return once no job libvirt was running on this domain when asked is still running.
+
+        libvirt runs one job at a time per domain, and a start, restore or incoming migration
+        holds one until it has finished.  Removing a metadata element that is never set takes
+        such a job and changes nothing (measured on libvirt 9: it returns when the start job
+        ends, 11.3 s into a 12 s launch); libvirt gives up waiting for a job after 30 s,
+        which arrives here as a VirtError."""
+        self._call(self.raw.setMetadata, ELEMENT_METADATA, None, None, BARRIER_NS, 0, what="wait for jobs")
 
     def set_autostart(self, on: bool) -> None:
         self._call(self.raw.setAutostart, 1 if on else 0, what="set autostart")

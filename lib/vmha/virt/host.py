@@ -1,7 +1,7 @@
 """Facts about the hypervisor host from libvirt: its size, running domains, pools, bridges.
 
 Every call is bounded by the connection's deadline (``Connection.call``).  No policy here:
-``vmha.probes.host_health`` decides what the facts mean.
+``vmha.verdicts.host_health`` decides what the facts mean.
 
 Raises (every function): VirtError subclasses, HypervisorTimeout when libvirt does not
 answer before the deadline.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 
-from vmha.probes.host_health import LinkState, MdArray, ThermalZone
+from vmha.verdicts.host_health import LinkState, MdArray, ThermalZone
 
 _INTERFACE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\Z")
 
@@ -63,22 +63,17 @@ def filesystem_space(path: str, root: str = "/", *, timeout: float) -> tuple[int
     mount blocks statvfs in the kernel): the reading thread is left behind, as the agents
     leave a hung libvirt call behind (the process ends with ``os._exit``).
     """
-    import threading
+    from vmha.deadline import run_within
 
-    result: list[os.statvfs_result | None] = []
-
-    def read() -> None:
+    def read() -> os.statvfs_result | None:
         try:
-            result.append(os.statvfs(_path(root, path.lstrip("/"))))
+            return os.statvfs(_path(root, path.lstrip("/")))
         except OSError:
-            result.append(None)
+            return None
 
-    reader = threading.Thread(target=read, name=f"statvfs:{path}", daemon=True)
-    reader.start()
-    reader.join(max(0.0, timeout))
-    if not result:
+    done, st = run_within(read, timeout, name=f"statvfs:{path}")
+    if not done:
         raise TimeoutError(f"{path} did not answer within {timeout:.1f}s")
-    st = result[0]
     if st is None:
         return None
     return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize

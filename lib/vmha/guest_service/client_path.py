@@ -2,8 +2,8 @@
 
 A socket timeout bounds each blocking step, not the whole: name resolution ignores it and a
 server can trickle its headers one byte at a time.  So each check runs in a daemon thread and
-we wait for it at most its timeout; a check still running then is reported as timed out and
-abandoned (the agent process ends with ``os._exit``, nothing waits for it).
+we wait for it at most its timeout (``vmha.deadline.run_within``); a check still running then
+is reported as timed out and abandoned (the agent process ends with ``os._exit``).
 
 HTTP uses ``http.client`` directly: it never reads proxy variables (``urllib`` would) and
 never follows a redirect, so the check sees exactly what the URL answers.
@@ -13,33 +13,15 @@ from __future__ import annotations
 
 import errno
 import socket
-import threading
-from collections.abc import Callable
-from typing import TypeVar
 
-from vmha.probes.client_checks import HttpOutcome, HttpTarget, TcpOutcome, TcpTarget
+from vmha.deadline import run_within
+from vmha.verdicts.client_checks import HttpOutcome, HttpTarget, TcpOutcome, TcpTarget
 
-T = TypeVar("T")
 USER_AGENT = "vmha-GuestService"
 # The body is not judged; read a little so the server is not cut off mid-write, then close.
 BODY_READ_BYTES = 4096
 
 _UNREACHABLE = frozenset({errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN, errno.ENETDOWN})
-
-
-def _within(fn: Callable[[], T], timeout_s: float, name: str) -> tuple[bool, T | None]:
-    """(finished, value) of ``fn()`` run in a daemon thread for at most ``timeout_s``."""
-    box: list[T] = []
-
-    def work() -> None:
-        box.append(fn())
-
-    thread = threading.Thread(target=work, name=name, daemon=True)
-    thread.start()
-    thread.join(max(0.0, timeout_s))
-    if thread.is_alive() or not box:
-        return False, None
-    return True, box[0]
 
 
 def _tcp(target: TcpTarget, timeout_s: float) -> tuple[TcpOutcome, str]:
@@ -49,7 +31,7 @@ def _tcp(target: TcpTarget, timeout_s: float) -> tuple[TcpOutcome, str]:
         return TcpOutcome.NAME_ERROR, str(exc.strerror or exc)
     except ConnectionRefusedError:
         return TcpOutcome.REFUSED, ""
-    except TimeoutError:
+    except (TimeoutError, socket.timeout):  # socket.timeout is not TimeoutError before 3.10
         return TcpOutcome.TIMEOUT, ""
     except OSError as exc:
         if exc.errno in _UNREACHABLE:
@@ -61,7 +43,10 @@ def _tcp(target: TcpTarget, timeout_s: float) -> tuple[TcpOutcome, str]:
 
 def tcp_connect(target: TcpTarget, timeout_s: float) -> tuple[TcpOutcome, str]:
     """Whether ``target`` accepts a TCP connection within ``timeout_s``; never raises."""
-    done, value = _within(lambda: _tcp(target, timeout_s), timeout_s, "tcp-check")
+    try:
+        done, value = run_within(_tcp, timeout_s, target, timeout_s, name="tcp-check")
+    except (ValueError, OSError) as exc:  # e.g. a host name IDNA cannot encode
+        return TcpOutcome.ERROR, str(exc)
     if not done or value is None:
         return TcpOutcome.TIMEOUT, ""
     return value
@@ -85,7 +70,7 @@ def _get(target: HttpTarget, timeout_s: float) -> HttpOutcome:
         except (OSError, http.client.HTTPException):
             pass  # the status is what we judge
         return HttpOutcome(resp.status, location=location[:200])
-    except TimeoutError:
+    except (TimeoutError, socket.timeout):  # socket.timeout is not TimeoutError before 3.10
         return HttpOutcome(None, timed_out=True)
     except ConnectionRefusedError:
         return HttpOutcome(None, "connection refused")
@@ -101,7 +86,10 @@ def _get(target: HttpTarget, timeout_s: float) -> HttpOutcome:
 
 def http_get(target: HttpTarget, timeout_s: float) -> HttpOutcome:
     """The status a GET of ``target`` answers within ``timeout_s`` in all; never raises."""
-    done, value = _within(lambda: _get(target, timeout_s), timeout_s, "http-check")
+    try:
+        done, value = run_within(_get, timeout_s, target, timeout_s, name="http-check")
+    except ValueError as exc:  # e.g. a host name IDNA cannot encode
+        return HttpOutcome(None, str(exc))
     if not done or value is None:
         return HttpOutcome(None, timed_out=True)
     return value

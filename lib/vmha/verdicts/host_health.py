@@ -384,8 +384,9 @@ def merge_peers(members: Sequence[tuple[str, bool]], values: Mapping[str, str]) 
     return [PeerView(name, online, values.get(name) or None) for name, online in members]
 
 
-def rival_claims(local: str, members: Sequence[tuple[str, bool]], claims: Mapping[str, str], *,
-                 now: float, stale_s: float) -> list[str]:
+def rival_claims(
+    local: str, members: Sequence[tuple[str, bool]], claims: Mapping[str, str], *, now: float, stale_s: float
+) -> list[str]:
     """Other online members that hold a red claim newer than ``stale_s`` (wall clock).
 
     A claim is the claimer's wall-clock time; one that does not parse counts as fresh (the

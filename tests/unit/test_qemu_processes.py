@@ -3,8 +3,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from vmha.virt import procscan
-from vmha.virt.procscan import QemuProcess, find_qemu, qemu_processes
+from vmha import qemu_processes as procscan
+from vmha.qemu_processes import QemuProcess, find_qemu, qemu_processes
 
 UUID1 = "c7a5fdbd-edaf-9455-926a-d65c16db1809"
 UUID2 = "bba65c0e-c049-934f-b6aa-4e2c0582acdf"

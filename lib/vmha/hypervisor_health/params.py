@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vmha.agents.common import hypervisor_param
+from vmha.agent_common import hypervisor_param
 from vmha.ocf.params import Param, ParamType, Value
 
 S, INT, B, SEL = ParamType.STRING, ParamType.INTEGER, ParamType.BOOLEAN, ParamType.SELECT
@@ -16,7 +16,7 @@ def _health_attribute(value: Value) -> str | None:
 
 
 def _names(value: Value) -> str | None:
-    from vmha.agents.host_facts import valid_interface_name
+    from vmha.hypervisor_health.host_facts import valid_interface_name
 
     bad = [w for w in str(value).split() if not valid_interface_name(w)]
     return f"not interface names: {' '.join(bad)}" if bad else None

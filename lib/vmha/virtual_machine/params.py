@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import re
 
-from vmha.agents.common import hypervisor_param
+from vmha.agent_common import hypervisor_param
 from vmha.ocf.params import Param, ParamType, Value
+from vmha.verdicts.guest_command import param_check
 from vmha.virt.domain import SHUTDOWN_MODES
 
 S, INT, B, SEL = ParamType.STRING, ParamType.INTEGER, ParamType.BOOLEAN, ParamType.SELECT
@@ -50,21 +51,6 @@ def _transport(value: Value) -> str | None:
 
 def _suffix(value: Value) -> str | None:
     return None if re.fullmatch(r"[A-Za-z0-9.-]+", str(value)) else f"{value!r} is not a host-name suffix"
-
-
-def _guest_command(value: Value) -> str | None:
-    import shlex
-
-    text = str(value)
-    if any(ch in text for ch in ";|&`$<>\n"):
-        return "shell metacharacters are refused (nothing runs through a shell)"
-    try:
-        words = shlex.split(text)
-    except ValueError as exc:
-        return f"cannot split into words: {exc}"
-    if not words or not words[0].startswith("/"):
-        return "the first word must be an absolute program path"
-    return None
 
 
 PARAMS: tuple[Param, ...] = (
@@ -424,23 +410,38 @@ PARAMS: tuple[Param, ...] = (
         "In-guest check (depth 20)",
         "A command run inside the guest through the guest agent by the depth-20 monitor, e.g. "
         "'/usr/bin/pg_isready -q' or '/bin/findmnt /srv'. Split into words like a shell would, "
-        "but never run by one: the first word is an absolute program path. Exit 0 is healthy; "
+        "but never run by one: the first word is an absolute program path, and nothing a "
+        "shell would read (;&|<>$`*?[](){}~!# and backslashes) is accepted, as for "
+        "GuestService's commands. Exit 0 is healthy; "
         "anything else fails the monitor (1). Empty: depth 20 is the depth-10 ping.",
         default="",
         reloadable=True,
-        check=_guest_command,
+        check=param_check("guest_check_command"),
+    ),
+    Param(
+        "peer_check",
+        B,
+        "Look for the VM on the peers before start",
+        "Before start, each other node that is a cluster member is asked, read-only and within "
+        "peer_check_timeout, whether it runs this domain (by UUID, else name); start is refused "
+        "if one does. This guards against a VM started by hand, or left behind by a start or "
+        "migration that completed after the cluster gave up on it. On by default wherever the "
+        "resource says how to reach the peers' libvirt: peer_check_uri, else the URI live "
+        "migration uses (remoteuri, or the hypervisor URI with migration_transport, "
+        "migration_user and migration_network_suffix). With none of these set there is no "
+        "peer to ask and the check does not run. It does not guard against a peer that cannot "
+        "be reached (the start goes ahead: fencing must cover that case), nor against the same "
+        "disks used by a domain with another name and UUID.",
+        default=True,
+        reloadable=True,
     ),
     Param(
         "peer_check_uri",
         S,
-        "Look for the VM on the peers before start",
-        "libvirt URI template of the other hosts, e.g. qemu+tcp://%n/system; %n is replaced by "
-        "each other cluster node's name. Before start, each peer that answers within "
-        "peer_check_timeout is asked whether it runs this domain (by UUID, else name), and "
-        "start is refused if one does. This guards against a VM started by hand or left "
-        "behind on another host. It does not guard against a peer that cannot be reached (the "
-        "start goes ahead: fencing must cover that case), nor against the same disks used by "
-        "a domain with another name and UUID. Empty turns the check off.",
+        "Peer libvirt URI template for the peer check",
+        "libvirt URI template of the other hosts for the peer check, e.g. "
+        "qemu+ssh://%n/system; %n is replaced by each other cluster node's name. Empty: the "
+        "URI live migration uses (see peer_check).",
         default="",
         reloadable=True,
     ),
@@ -448,8 +449,9 @@ PARAMS: tuple[Param, ...] = (
         "peer_check_timeout",
         INT,
         "Peer check deadline (s)",
-        "Seconds the peer check may take in all.",
-        default=5,
+        "Seconds the peer check may take in all, however many peers; a peer that has not "
+        "answered by then is skipped with a warning.",
+        default=3,
         minimum=1,
         reloadable=True,
         advanced=True,

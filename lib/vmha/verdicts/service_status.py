@@ -22,19 +22,17 @@ Status answers, per manager::
 from __future__ import annotations
 
 import re
-import shlex
 from enum import Enum
 from typing import NamedTuple
 
 from vmha.ocf.codes import OcfRc
+from vmha.verdicts.guest_command import RefusedCommand, split_command
 
 MANAGERS = ("systemd", "sysv", "openrc", "commands")
 
 # A conservative service name: what systemd units (with templates), init scripts and OpenRC
 # services use; no slash, no leading dot or dash (no path, no option), nothing a shell reads.
 SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9@._:-]{0,254}\Z")
-# Characters a shell would read; their presence means the user expects a shell there is not.
-SHELL_METACHARACTERS = frozenset(";&|<>$`\\\"'*?[](){}~!#\n\r\t\0")
 
 # Where the managers' programs live; tried in order (a missing program costs one round trip).
 SYSTEMCTL = ("/usr/bin/systemctl", "/bin/systemctl")
@@ -68,41 +66,13 @@ class StatusVerdict(NamedTuple):
         return self.state in (ServiceState.STOPPED, ServiceState.DEAD)
 
 
-class CommandError(ValueError):
-    """A command or service name refused before anything runs; the message names the problem."""
-
-
 def check_service_name(name: str) -> None:
-    """Raises CommandError."""
+    """Raises RefusedCommand."""
     if not SERVICE_NAME.match(name) or name.strip(".") == "":
-        raise CommandError(
+        raise RefusedCommand(
             f"service {name!r} is not a valid service name (letters, digits and @._:- only, "
             "not starting with a dot or dash)"
         )
-
-
-def split_command(text: str, what: str) -> tuple[str, ...]:
-    """``text`` as an argument list (shlex words); the program must be an absolute path.
-
-    Raises CommandError for shell metacharacters, a relative program or an empty command.
-    """
-    bad = sorted({ch for ch in text if ch in SHELL_METACHARACTERS and ch not in "\"'"})
-    if bad:
-        shown = " ".join(repr(ch) for ch in bad)
-        raise CommandError(f"{what}: shell metacharacter(s) {shown} refused: commands run without a shell")
-    try:
-        words = tuple(shlex.split(text, comments=False, posix=True))
-    except ValueError as exc:
-        raise CommandError(f"{what}: {exc}") from None
-    if not words:
-        raise CommandError(f"{what} is empty")
-    for word in words:
-        # Quotes are removed by shlex; what they hid is checked too.
-        if any(ch in SHELL_METACHARACTERS for ch in word):
-            raise CommandError(f"{what}: argument {word!r} has a shell metacharacter; commands run without a shell")
-    if not words[0].startswith("/"):
-        raise CommandError(f"{what}: the program {words[0]!r} must be an absolute path in the guest")
-    return words
 
 
 class Commands(NamedTuple):
@@ -114,7 +84,7 @@ class Commands(NamedTuple):
 
 
 def commands_for(manager: str, service: str, start: str = "", stop: str = "", status: str = "") -> Commands:
-    """The programs that manage ``service`` under ``manager``. Raises CommandError."""
+    """The programs that manage ``service`` under ``manager``. Raises RefusedCommand."""
     if manager == "commands":
         return Commands(
             (split_command(start, "start_command"),),
@@ -137,7 +107,7 @@ def commands_for(manager: str, service: str, start: str = "", stop: str = "", st
             tuple((p, service, "stop") for p in RC_SERVICE),
             tuple((p, service, "status") for p in RC_SERVICE),
         )
-    raise CommandError(f"manager {manager!r} is not one of {', '.join(MANAGERS)}")
+    raise RefusedCommand(f"manager {manager!r} is not one of {', '.join(MANAGERS)}")
 
 
 _LSB = {

@@ -26,15 +26,15 @@ import time
 from typing import TYPE_CHECKING, NoReturn
 
 from vmha import __version__
-from vmha.agents.common import handler
-from vmha.agents.gs_params import PARAMS
+from vmha.agent_common import handler
+from vmha.guest_service.params import PARAMS
 from vmha.ocf.codes import GenericError, NotConfigured, NotRunning
 from vmha.ocf.context import OcfContext
 from vmha.ocf.dispatch import watchdog_margin
 from vmha.ocf.log import Log
 from vmha.ocf.spec import Action, AgentSpec, Handler
-from vmha.probes.service_status import (
-    CommandError,
+from vmha.verdicts.guest_command import RefusedCommand
+from vmha.verdicts.service_status import (
     Commands,
     ServiceState,
     StatusVerdict,
@@ -56,9 +56,9 @@ GONE = (OperationInvalid, DomainNotFound)
 
 if TYPE_CHECKING:
     from vmha.deadline import Deadline
-    from vmha.virt.agent import ExecResult, GuestAgent
     from vmha.virt.connection import Connection
     from vmha.virt.domain import Domain
+    from vmha.virt.guest_agent import ExecResult, GuestAgent
 
 AGENT = "GuestService"
 POLL_S = 1.0
@@ -124,7 +124,7 @@ class GuestService:
                 p.text("stop_command"),
                 p.text("status_command"),
             )
-        except CommandError as exc:
+        except RefusedCommand as exc:
             raise NotConfigured(str(exc)) from None
 
     def validate(self) -> None:
@@ -149,7 +149,7 @@ class GuestService:
 
     def running_domain(self, conn: Connection) -> Domain:
         """The domain, running. Raises VmDown."""
-        from vmha.virt.agent import looks_like_uuid
+        from vmha.virt.guest_agent import looks_like_uuid
 
         if looks_like_uuid(self.domain):
             dom = conn.find(uuid=self.domain)
@@ -163,7 +163,7 @@ class GuestService:
         return dom
 
     def guest_agent(self, dom: Domain) -> GuestAgent:
-        from vmha.virt.agent import GuestAgent
+        from vmha.virt.guest_agent import GuestAgent
 
         return GuestAgent(dom, call_timeout=self.agent_timeout)
 
@@ -172,7 +172,7 @@ class GuestService:
 
         Raises GenericError when none exists; agent errors as GuestAgent.run.
         """
-        from vmha.virt.agent import GuestProgramMissing
+        from vmha.virt.guest_agent import GuestProgramMissing
 
         tried = []
         for argv in candidates:
@@ -186,7 +186,7 @@ class GuestService:
 
     def status(self, agent: GuestAgent, deadline: Deadline) -> StatusVerdict:
         """The service's state in the guest. Raises ManagerMissing, GenericError, agent errors."""
-        from vmha.virt.agent import GuestExecTimedOut
+        from vmha.virt.guest_agent import GuestExecTimedOut
 
         try:
             result = self.run(agent, self.commands().status, deadline)
@@ -211,13 +211,13 @@ class GuestService:
 
     def client_problem(self) -> str:
         """The reason the first failing client-path check gives, or ''."""
-        from vmha.probes import client_checks
+        from vmha.verdicts import client_checks
 
         tcp = self.p.text("tcp_check")
         http = self.p.text("http_check")
         if not tcp and not http:
             return ""
-        from vmha.agents import client_path
+        from vmha.guest_service import client_path
 
         if tcp:
             target = client_checks.parse_tcp(tcp)
@@ -316,7 +316,7 @@ class GuestService:
 
     def _start_step(self, commands: Commands) -> tuple[bool, str]:
         """One attempt: (done, why not). The start command runs once per start action."""
-        from vmha.virt.agent import GuestExecTimedOut
+        from vmha.virt.guest_agent import GuestExecTimedOut
 
         with self.connect(self.deadline) as conn:
             dom = self.running_domain(conn)
@@ -346,7 +346,7 @@ class GuestService:
     # -- stop ------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        from vmha.virt.agent import GuestExecTimedOut
+        from vmha.virt.guest_agent import GuestExecTimedOut
 
         try:
             commands = self.commands()

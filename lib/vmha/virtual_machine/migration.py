@@ -129,6 +129,25 @@ def remote_uri(hypervisor: str, node: str, *, transport: str, user: str, suffix:
     return urlunsplit((scheme, netloc, parts.path or "/system", parts.query, ""))
 
 
+def peer_uri(params: Params, node: str) -> str | None:
+    """The libvirt URI the peer check asks ``node`` at: peer_check_uri, else the one live
+    migration to ``node`` would use; None when the resource names no way to reach a peer
+    (neither peer_check_uri, remoteuri nor migration_transport is set)."""
+    template = params.text("peer_check_uri")
+    if template:
+        return template.replace("%n", node)
+    if not params.text("remoteuri") and not params.text("migration_transport"):
+        return None
+    return remote_uri(
+        params.text("hypervisor"),
+        node,
+        transport=params.text("migration_transport"),
+        user=params.text("migration_user"),
+        suffix=params.text("migration_network_suffix"),
+        template=params.text("remoteuri"),
+    )
+
+
 @dataclass(frozen=True)
 class MigrationPlan:
     target: str

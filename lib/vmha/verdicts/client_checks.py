@@ -1,7 +1,7 @@
 """Client-path checks: what a client of the service sees from the host, judged without I/O.
 
 ``tcp_check=host:port`` passes when a TCP connection is accepted; ``http_check=URL`` passes
-when a GET answers the expected status.  The I/O lives in ``vmha.agents.client_path``; here
+when a GET answers the expected status.  The I/O lives in ``vmha.guest_service.client_path``; here
 are the parsers (used by validate-all, so a bad value is refused before anything runs) and
 the verdicts, whose reasons start with the layer that failed, because pacemaker-execd keeps
 only the first 128 bytes of an exit reason::

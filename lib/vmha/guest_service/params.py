@@ -3,12 +3,11 @@ here, so validate-all (and start) refuse them with rc 6 before anything runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from vmha.agents.common import hypervisor_param
+from vmha.agent_common import hypervisor_param
 from vmha.ocf.params import Param, ParamType, Value
-from vmha.probes import client_checks
-from vmha.probes.service_status import MANAGERS, CommandError, check_service_name, split_command
+from vmha.verdicts import client_checks
+from vmha.verdicts.guest_command import RefusedCommand, param_check
+from vmha.verdicts.service_status import MANAGERS, check_service_name
 
 S, INT, SEL = ParamType.STRING, ParamType.INTEGER, ParamType.SELECT
 
@@ -23,20 +22,9 @@ def _domain(value: Value) -> str | None:
 def _service(value: Value) -> str | None:
     try:
         check_service_name(str(value))
-    except CommandError as exc:
+    except RefusedCommand as exc:
         return str(exc)
     return None
-
-
-def _command(name: str) -> Callable[[Value], str | None]:
-    def check(value: Value) -> str | None:
-        try:
-            split_command(str(value), name)
-        except CommandError as exc:
-            return str(exc)
-        return None
-
-    return check
 
 
 def _tcp(value: Value) -> str | None:
@@ -97,7 +85,7 @@ PARAMS: tuple[Param, ...] = (
         "Start command (manager=commands)",
         "Program and arguments that start the service in the guest. " + _COMMAND_NOTE,
         default="",
-        check=_command("start_command"),
+        check=param_check("start_command"),
     ),
     Param(
         "stop_command",
@@ -105,7 +93,7 @@ PARAMS: tuple[Param, ...] = (
         "Stop command (manager=commands)",
         "Program and arguments that stop the service in the guest. " + _COMMAND_NOTE,
         default="",
-        check=_command("stop_command"),
+        check=param_check("stop_command"),
     ),
     Param(
         "status_command",
@@ -115,7 +103,7 @@ PARAMS: tuple[Param, ...] = (
         "as an LSB status action does: 0 running, 3 stopped, 1 or 2 dead, anything else "
         "unknown. " + _COMMAND_NOTE,
         default="",
-        check=_command("status_command"),
+        check=param_check("status_command"),
     ),
     Param(
         "tcp_check",

@@ -1,1 +1,0 @@
-"""One module per OCF agent: its parameters, actions and policy."""

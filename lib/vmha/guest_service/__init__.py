@@ -1,0 +1,1 @@
+"""ocf:vmha:GuestService: one service inside a guest, through the QEMU guest agent."""

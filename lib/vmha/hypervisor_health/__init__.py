@@ -1,0 +1,1 @@
+"""ocf:vmha:HypervisorHealth: the host and its virtualization layer as node health."""

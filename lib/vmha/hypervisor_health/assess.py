@@ -1,0 +1,187 @@
+"""Running HypervisorHealth's enabled checks: what libvirt and the kernel say, as findings.
+
+``assess`` asks libvirt once (host size, running domains, storage pools, the networks'
+bridges) within the libvirt deadline, measures each filesystem pool with statvfs within a
+share of it, reads /proc and /sys through ``host_facts``, and hands the facts to the pure
+judges of ``vmha.verdicts.host_health``.  The EDAC and disk error counters and the findings
+held after a counter rose are kept in the agent's state (``counters``, ``holds``) from one
+monitor to the next.  Nothing here talks to the cluster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from vmha.deadline import Deadline
+from vmha.ocf.log import Log
+from vmha.ocf.params import Params
+from vmha.verdicts import host_health as hh
+from vmha.verdicts.host_health import Finding, Level
+from vmha.virt.errors import VirtError
+
+# A filesystem pool's free space is read with statvfs: a hung NFS mount must not hold the
+# monitor longer than this.
+STATVFS_TIMEOUT_S = 5.0
+
+
+class Assessment(NamedTuple):
+    findings: list[Finding]
+    cpus: int | None
+    memory_mib: int | None
+
+
+def assess(
+    p: Params,
+    state: dict[str, Any],
+    log: Log,
+    *,
+    uri: str,
+    root: str,
+    libvirt_deadline: Callable[[], Deadline],
+    clock: Callable[[], float],
+) -> Assessment:
+    """Every enabled check's findings, and the host's size when libvirt told it.
+
+    ``libvirt_deadline`` gives the deadline of a libvirt call (or a statvfs) started now;
+    ``state`` is the agent's state, whose ``counters`` and ``holds`` are updated here.
+    """
+    from vmha.hypervisor_health import host_facts
+
+    findings: list[Finding] = []
+    facts: dict[str, Any] = {}
+    error: str | None = None
+    if _wants_libvirt(p):
+        try:
+            facts = _libvirt_facts(p, uri, libvirt_deadline())
+        except VirtError as exc:
+            error = exc.message
+        except ImportError as exc:  # python3-libvirt not installed: libvirt cannot be asked
+            error = f"the libvirt Python binding cannot be loaded ({exc})"
+        if p.flag("check_hypervisor"):
+            failure = Level.RED if p.text("hypervisor_failure") == "red" else Level.YELLOW
+            findings.append(hh.judge_hypervisor(uri, error, failure))
+        elif error:
+            log.debug(f"libvirt not answering ({error}); its checks are skipped")
+    # Checks that need libvirt's facts are skipped when it did not answer: the
+    # hypervisor check already reports that, once.
+    if p.flag("check_memory") and error is None:
+        domains = [hh.DomainMemory(d.name, d.max_kib, d.current_kib) for d in facts["domains"]]
+        findings.append(
+            hh.judge_memory(
+                host_facts.mem_available_kib(root),
+                domains,
+                headroom_mib=p.integer("memory_headroom_mib"),
+                red_mib=p.integer("memory_red_mib"),
+            )
+        )
+    if p.flag("check_storage") and error is None:
+        pools = [_pool_space(x, root, libvirt_deadline) for x in facts["pools"]]
+        findings += hh.judge_pools(
+            pools,
+            p.text("storage_pools").split(),
+            yellow_percent=p.integer("pool_free_yellow_percent"),
+            red_percent=p.integer("pool_free_red_percent"),
+        )
+    if p.flag("check_interfaces"):
+        names = p.text("interfaces").split() or facts.get("interfaces")
+        if names is not None:
+            findings += hh.judge_interfaces({n: host_facts.link_state(n, root) for n in names})
+    findings += _hardware(p, state, root, clock)
+    info = facts.get("info")
+    return Assessment(findings, info.cpus if info else None, info.memory_mib if info else None)
+
+
+def _wants_libvirt(p: Params) -> bool:
+    return (
+        p.flag("check_hypervisor")
+        or p.flag("check_memory")
+        or p.flag("check_storage")
+        or (p.flag("check_interfaces") and not p.text("interfaces"))
+        or p.flag("set_utilization")
+    )
+
+
+def _libvirt_facts(p: Params, uri: str, deadline: Deadline) -> dict[str, Any]:
+    """Raises VirtError (HypervisorTimeout when libvirtd does not answer in time)."""
+    from vmha.virt import host
+    from vmha.virt.connection import Connection
+
+    derive = p.flag("check_interfaces") and not p.text("interfaces")
+    facts: dict[str, Any] = {}
+    with Connection.open(uri, deadline, readonly=True) as conn:
+        facts["info"] = host.host_info(conn)
+        if p.flag("check_memory") or derive:
+            facts["domains"] = host.running_domains(conn, with_xml=derive)
+        if p.flag("check_storage"):
+            facts["pools"] = host.pools(conn)
+        if derive:
+            names: list[str] = []
+            bridges: dict[str, str | None] = {}
+            for dom in facts["domains"]:
+                for src in host.interface_sources(dom.xml):
+                    if src.kind == "network":
+                        if src.name not in bridges:
+                            bridges[src.name] = host.network_bridge(conn, src.name)
+                        name = bridges[src.name]
+                    else:
+                        name = src.name
+                    if name and name not in names:
+                        names.append(name)
+            facts["interfaces"] = names
+    return facts
+
+
+def _pool_space(pool: Any, root: str, libvirt_deadline: Callable[[], Deadline]) -> hh.PoolSpace:
+    """libvirt's figures, except for a filesystem pool, whose free space is read from its
+    filesystem now: libvirt's are from its last refresh, and a refresh rescans every
+    volume (slow, and it holds the pool locked while a VM may be starting)."""
+    from vmha.hypervisor_health import host_facts
+    from vmha.virt.host import FILESYSTEM_POOLS
+
+    space = hh.PoolSpace(pool.name, pool.active, pool.capacity, pool.available)
+    if not (pool.active and pool.kind in FILESYSTEM_POOLS and pool.target):
+        return space
+    budget = min(STATVFS_TIMEOUT_S, libvirt_deadline().remaining())
+    try:
+        measured = host_facts.filesystem_space(pool.target, root, timeout=budget)
+    except TimeoutError:
+        return space._replace(problem=f"its filesystem {pool.target} does not answer within {budget:.1f}s")
+    if measured is None:
+        return space  # target not visible here (another mount namespace): libvirt's figures
+    return space._replace(capacity=measured[0], available=measured[1])
+
+
+def _hardware(p: Params, state: dict[str, Any], root: str, clock: Callable[[], float]) -> list[Finding]:
+    """EDAC, disk errors, thermal zones and md RAID; a counter's increase is held for
+    ``counter_hold`` seconds (``state["holds"]``), its last value kept in ``state["counters"]``."""
+    from vmha.hypervisor_health import host_facts
+
+    findings: list[Finding] = []
+    previous = state.get("counters")
+    previous = previous if isinstance(previous, dict) else {}
+    counters: dict[str, int] = {}
+    if p.flag("check_edac"):
+        edac = host_facts.edac_counters(root)
+        old = {k[5:]: v for k, v in previous.items() if k.startswith("edac/") and isinstance(v, int)}
+        findings += hh.judge_edac(hh.increases(old, edac), ce_threshold=p.integer("edac_ce_threshold"))
+        counters.update({f"edac/{k}": v for k, v in edac.items()})
+    if p.flag("check_disk_errors"):
+        disks = host_facts.disk_io_errors(root)
+        old = {k[5:]: v for k, v in previous.items() if k.startswith("disk/") and isinstance(v, int)}
+        findings += hh.judge_disk_errors(hh.increases(old, disks))
+        counters.update({f"disk/{k}": v for k, v in disks.items()})
+    if p.flag("check_thermal"):
+        findings += hh.judge_thermal(host_facts.thermal_zones(root))
+    if p.flag("check_md_raid"):
+        findings += hh.judge_md(host_facts.md_arrays(root))
+    state["counters"] = counters
+    holds = {}
+    for key, rec in (state.get("holds") or {}).items():
+        try:
+            holds[key] = hh.Hold(Level(rec["level"]), str(rec["reason"]), float(rec["until"]))
+        except (KeyError, TypeError, ValueError):
+            continue  # a record from another version: forget it
+    findings, kept = hh.apply_holds(findings, holds, now=clock(), hold_s=float(p.integer("counter_hold")))
+    state["holds"] = {k: {"level": int(h.level), "reason": h.reason, "until": h.until} for k, h in kept.items()}
+    return findings

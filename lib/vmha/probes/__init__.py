@@ -1,1 +1,0 @@
-"""Pure decisions: facts in, an OCF outcome out. No I/O."""
