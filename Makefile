@@ -15,7 +15,7 @@ AGENTS       := VirtualMachine GuestService HypervisorHealth
 DEB_PACKAGES := pacemaker corosync pcs pacemaker-cli-utils resource-agents fence-agents \
                 libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
                 python3-libvirt python3-lxml python3-venv libxml2-utils \
-                busybox-static qemu-guest-agent cpio kmod iproute2 procps util-linux
+                busybox-static qemu-guest-agent cpio kmod iproute2 procps util-linux bindfs
 
 .PHONY: all deps venv lint typecheck test pytest test-py39 install install-deb uninstall bench bench-failover demo clean
 

@@ -151,3 +151,11 @@ def test_agent_not_connected_as_libvirt_reports_it():
         "Guest agent is not responding: QEMU guest agent is not connected",
     )
     assert type(classify(exc)) is errors.AgentNotConnected
+
+
+def test_a_lease_held_elsewhere_is_lease_held():
+    # the text virtlockd gives (libvirt 9, lockd with a file_lockspace_dir)
+    msg = "resource busy: Lockspace resource '6a6ede8c' is locked"
+    got = classify(synthetic(libvirt.VIR_ERR_RESOURCE_BUSY, libvirt.VIR_FROM_LOCKING, msg), "start vm1")
+    assert type(got) is errors.LeaseHeld
+    assert got.message == f"start vm1: {msg}"

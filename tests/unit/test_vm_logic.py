@@ -1234,3 +1234,89 @@ def test_a_restore_that_gave_up_and_completed_has_its_image_removed(vm: Cluster)
 
     assert out.rc == OcfRc.SUCCESS, out.log
     assert not claimed.exists()
+
+
+# -- disk leases -----------------------------------------------------------------------------
+
+DISK = "/shared/images/vm1.img"
+
+
+def with_disk(vm: Cluster, extra: str = "") -> None:
+    disk = f"<disk type='file' device='disk'><source file='{DISK}'/><target dev='vda'/></disk>{extra}"
+    vm.config.write_text(domain_xml().replace("<devices/>", f"<devices>{disk}</devices>"))
+
+
+@pytest.fixture()
+def lock_setup(monkeypatch: pytest.MonkeyPatch):
+    """This host's lock manager as the agent will read it (not the machine's /etc/libvirt)."""
+    from vmha.virt import leases
+
+    setups = {"now": leases.LockSetup("lockd", True, "/shared/leases")}
+    monkeypatch.setattr(leases, "lock_setup", lambda *a, **k: setups["now"])
+    return setups
+
+
+def lease_refused(vm: Cluster) -> None:
+    from vmha.virt.leases import lease_resource
+
+    vm.local.start_error = (
+        fl.VIR_ERR_RESOURCE_BUSY,
+        fl.VIR_FROM_LOCKING,
+        f"resource busy: Lockspace resource '{lease_resource(DISK)}' is locked",
+    )
+
+
+def test_a_start_the_lock_manager_refuses_fails_naming_the_disk(vm: Cluster, lock_setup) -> None:
+    with_disk(vm)
+    lease_refused(vm)
+
+    out = vm.run("start")
+
+    assert out.rc == OcfRc.ERR_GENERIC  # Pacemaker tries another node; no fencing
+    assert out.reason == f"disk {DISK} is leased elsewhere (holder unknown); not started here"
+    assert not vm.local.running("vm1")
+    assert vm.local.domain("vm1") is None  # the definition of the refused start is gone
+    assert vm.run("stop").rc == OcfRc.SUCCESS
+
+
+def test_a_refused_lease_names_the_peer_that_runs_the_domain(vm: Cluster, lock_setup) -> None:
+    with_disk(vm)
+    lease_refused(vm)
+    vm.peer.add_domain(domain_xml(), persistent=False, running=True)
+
+    out = vm.run("start", peer_check=False, **peer_check(vm))
+
+    assert out.rc == OcfRc.ERR_GENERIC
+    assert out.reason == f"disk {DISK} is leased elsewhere (domain runs on node2); not started here"
+
+
+def test_validate_warns_of_a_disk_without_a_lease(vm: Cluster, lock_setup) -> None:
+    from vmha.virt.leases import LockSetup
+
+    lock_setup["now"] = LockSetup(None)
+    with_disk(vm)
+
+    out = vm.run("validate-all")
+
+    assert out.rc == OcfRc.SUCCESS
+    assert f"disk {DISK} of vm1 has no lease (no lock manager" in out.log
+
+
+def test_require_disk_leases_refuses_a_disk_without_one(vm: Cluster, lock_setup) -> None:
+    net = "<disk type='network' device='disk'><source protocol='rbd' name='pool/vm1-data'/><target dev='vdb'/></disk>"
+    with_disk(vm, net)
+
+    out = vm.run("start", require_disk_leases=True)
+
+    assert out.rc == OcfRc.ERR_INSTALLED
+    assert out.reason.startswith("disk rbd:pool/vm1-data of vm1 has no lease (lock manager lockd")
+    assert vm.local.called("defineXML") == [] and not vm.local.running("vm1")
+
+
+def test_require_disk_leases_passes_when_every_disk_is_leased(vm: Cluster, lock_setup) -> None:
+    with_disk(vm)
+
+    out = vm.run("start", require_disk_leases=True)
+
+    assert out.rc == OcfRc.SUCCESS, out.log
+    assert "has no lease" not in out.log

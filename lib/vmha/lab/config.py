@@ -27,6 +27,12 @@ LAB_POOL = "lab-pool"
 LAB_POOL_DIR = "/var/lib/libvirt/lab-pool"
 LAB_POOL_MIB = 16
 HEALTH_ATTRIBUTE = "#health-vmha"
+# Shared storage (see vmha.lab.storage): every VM's disk is a raw file in the machine's
+# ``run/storage``, which every host reaches through its own FUSE mount (bindfs) at the same
+# path, ``run/shared``, so one host's path can be cut or hung without touching the others'.
+DISK_MIB = 8
+# what a host's init writes: the PID of its storage path (bindfs), in its private /run
+STORAGE_PID_FILE = "/run/vmha-storage.pid"
 AGENTS = {"vmha": "ocf:vmha:VirtualMachine", "heartbeat": "ocf:heartbeat:VirtualDomain"}
 MAX_NODES = 8
 
@@ -109,6 +115,31 @@ class LabPaths:
         probe costs every host ~2 s of CPU at its first VM start; libvirtd still checks the
         copy against the QEMU binary and the host and probes again if it is stale)."""
         return os.path.join(self.image_dir, "qemu-capabilities")
+
+    @property
+    def storage_dir(self) -> str:
+        """The shared storage itself: the VMs' disk images, on the machine's filesystem."""
+        return os.path.join(self.run_dir, "storage")
+
+    @property
+    def shared_dir(self) -> str:
+        """Where every host mounts its own path to ``storage_dir`` (empty on the machine)."""
+        return os.path.join(self.run_dir, "shared")
+
+    @property
+    def lease_dir(self) -> str:
+        """virtlockd's lockspace: a directory every host's virtlockd locks in (they share the
+        machine's kernel, so a lock one takes is seen by all), beside the storage rather than
+        through a host's FUSE path (see vmha.lab.storage for why)."""
+        return os.path.join(self.run_dir, "leases")
+
+    def disk_path(self, vm: str) -> str:
+        """The path of ``vm``'s disk as every host's QEMU opens it."""
+        return os.path.join(self.shared_dir, f"{vm}.img")
+
+    def disk_image(self, vm: str) -> str:
+        """The same disk as the machine sees it, under no host's path."""
+        return os.path.join(self.storage_dir, f"{vm}.img")
 
     def node_dir(self, name: str) -> str:
         return os.path.join(self.run_dir, "nodes", name)

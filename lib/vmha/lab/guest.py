@@ -1,5 +1,6 @@
-"""Domain XML for lab guests: 128 MiB, one vCPU, direct kernel boot, no disk, one virtio NIC
-on the host's guest bridge (``vmN`` gets 192.168.77.(10+N) through its kernel command line).
+"""Domain XML for lab guests: 128 MiB, one vCPU, direct kernel boot, a virtio disk on the shared
+storage (vmha.lab.storage), one virtio NIC on the host's guest bridge (``vmN`` gets
+192.168.77.(10+N) through its kernel command line).
 
 ``type='qemu'`` (TCG) because the lab must run where /dev/kvm is missing or unusable; the
 agents under test must not care which.  The serial console goes to a file both hosts can
@@ -31,7 +32,9 @@ def serial_log(vm_dir: str, name: str) -> str:
     return os.path.join(vm_dir, f"{name}-serial.log")
 
 
-def domain_xml(name: str, img: GuestImage, vm_dir: str, emulator: str = EMULATOR) -> str:
+def domain_xml(name: str, img: GuestImage, vm_dir: str, emulator: str = EMULATOR, disk: str | None = None) -> str:
+    """``disk``: the path of the VM's raw disk on the shared storage (vmha.lab.storage)."""
+
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
         el = ET.SubElement(parent, tag, attrs)
         if text is not None:
@@ -57,6 +60,16 @@ def domain_xml(name: str, img: GuestImage, vm_dir: str, emulator: str = EMULATOR
     sub(dom, "on_crash", "destroy")
     devices = sub(dom, "devices")
     sub(devices, "emulator", emulator)
+    if disk:
+        el = sub(devices, "disk", type="file", device="disk")
+        # no host page cache between an acknowledged write and the storage, and an I/O
+        # error pauses the guest rather than handing it a failed write it may not survive
+        sub(el, "driver", name="qemu", type="raw", cache="none", error_policy="stop", rerror_policy="stop")
+        source = sub(el, "source", file=disk)
+        # the image carries its owner (storage.create_disk): libvirt must not chown a file
+        # another host's QEMU may have open
+        sub(source, "seclabel", model="dac", relabel="no")
+        sub(el, "target", dev="vda", bus="virtio")
     serial = sub(devices, "serial", type="file")
     sub(serial, "source", path=serial_log(vm_dir, name), append="on")
     sub(serial, "target", port="0")

@@ -8,8 +8,9 @@ Built from Debian packages on this machine and cached under ``/var/lib/vmha/lab/
   boot (5 s instead of 10 s to init).
 - ``initrd.gz``: busybox-static, the virtio console and network modules, the QEMU guest
   agent copied with its shared libraries, and an ``/init`` that starts the agent, gives eth0
-  the address from ``vmha.ip=`` on the kernel command line, and starts a busybox httpd (the
-  "service" inside the guest), then prints ticks on the serial console.
+  the address from ``vmha.ip=`` on the kernel command line, starts a busybox httpd (the
+  "service" inside the guest) and the disk writer (``vmha.lab.writes``), then prints ticks
+  on the serial console.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vmha.lab import writes
 from vmha.ocf.runner import CommandRunner
 
 KERNEL_META_PACKAGE = "linux-image-amd64"
@@ -40,11 +42,12 @@ MODULES = (
     "net/core/failover.ko",
     "drivers/net/net_failover.ko",
     "drivers/net/virtio_net.ko",
+    "drivers/block/virtio_blk.ko",
     "drivers/acpi/button.ko",
     "drivers/input/evdev.ko",
 )
 # bump when the image's content changes: a cached image of another build is rebuilt
-IMAGE_BUILD = "5"
+IMAGE_BUILD = "6"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 HTTP_PORT = 80
 READY_MARK = "GUEST-READY"
@@ -66,6 +69,7 @@ DEBIAN_PACKAGES = (
     "util-linux",
     "iproute2",
     "curl",
+    "bindfs",
 )
 
 INIT_SCRIPT = f"""#!/bin/sh
@@ -75,7 +79,7 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs tmpfs /run
 mkdir -p /run/qga /var/run /www
 for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci virtio_console \
-    failover net_failover virtio_net button evdev; do
+    failover net_failover virtio_net virtio_blk button evdev; do
   insmod /lib/modules/$m.ko || echo "insmod $m failed"
 done
 # no udev: find the guest agent's port by its name in sysfs
@@ -103,6 +107,26 @@ done
 echo "vmha lab guest $(hostname)" > /www/index.html
 httpd -p {HTTP_PORT} -h /www
 echo "{READY_MARK} uptime=$(cut -d' ' -f1 /proc/uptime)"
+# the disk writer (vmha.lab.writes): numbered records on the shared disk, each reported on
+# the console only once the disk has it (an O_DIRECT write, then a flush); at boot it says
+# the newest record it finds, and numbering goes on from there
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
+if [ -b /dev/vda ]; then
+  n=$(dd if=/dev/vda bs=512 count={writes.SLOTS} iflag=direct 2>/dev/null | strings |
+    sed -n 's/^{writes.RECORD} \\([0-9][0-9]*\\)$/\\1/p' | sort -n | tail -n 1)
+  n=${{n:-0}}
+  echo "{writes.FOUND} $n"
+  (while true; do
+    n=$((n+1))
+    if printf '{writes.RECORD} %d\\n' $n | dd of=/dev/vda bs=512 seek=$((n % {writes.SLOTS})) count=1 \
+        iflag=fullblock oflag=direct conv=sync,notrunc,fsync 2>/dev/null; then
+      echo "{writes.ACK} $n"
+    else
+      echo "{writes.FAILED} $n"; n=$((n-1))
+    fi
+    sleep {writes.INTERVAL_S}
+  done) &
+fi
 i=0
 while true; do i=$((i+1)); echo "tick $i $(cut -d' ' -f1 /proc/uptime)"; sleep 5; done
 """

@@ -21,10 +21,11 @@ from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 import vmha
-from vmha.lab import events, guest, image, net, nodefiles, proc
+from vmha.lab import events, guest, image, net, nodefiles, proc, storage
 from vmha.lab.cluster import ClusterStatus, parse_crm_mon
 from vmha.lab.config import (
     AGENTS,
+    DISK_MIB,
     FENCE_AGENT_PATH,
     LAN_NETNS,
     NETNS_PREFIX,
@@ -221,8 +222,9 @@ class Lab:
         if os.path.exists(run):
             self._keep_qemu_caps(cfg.node_names[0])
             shutil.rmtree(run)
-        for d in (run, self.paths.vm_dir, self.paths.log_dir):
+        for d in (run, self.paths.vm_dir, self.paths.log_dir, self.paths.storage_dir, self.paths.shared_dir):
             os.makedirs(d, mode=0o755)
+        os.makedirs(self.paths.lease_dir, mode=0o700)
         events.install(self.paths.alert_agent, self.paths.events_file, nodefiles.hacluster_ids())
         os.chmod(self.paths.root, 0o755)  # noqa: S103 - QEMU (libvirt-qemu) reads guest files
         self.state = LabState(hosts=cfg.node_names, agent=cfg.agent, token_ms=cfg.token_ms)
@@ -305,10 +307,12 @@ class Lab:
         emulator: str = guest.EMULATOR,
     ) -> str:
         """Define VM resource ``name`` with pcs, as the README tells a user to; returns the
-        path of its domain XML.  ``monitor``: the monitor operation's attributes."""
+        path of its domain XML.  ``monitor``: the monitor operation's attributes.  The VM
+        gets a new disk on the shared storage (vmha.lab.storage)."""
+        storage.create_disk(self.paths.disk_image(name), DISK_MIB, nodefiles.qemu_ids())
         xml_path = os.path.join(self.paths.vm_dir, f"{name}.xml")
         with open(xml_path, "w") as f:
-            f.write(guest.domain_xml(name, img, self.paths.vm_dir, emulator))
+            f.write(guest.domain_xml(name, img, self.paths.vm_dir, emulator, disk=self.paths.disk_path(name)))
         create = [
             "resource",
             "create",

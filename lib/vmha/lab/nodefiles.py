@@ -50,6 +50,10 @@ def hacluster_ids() -> tuple[int, int]:
     return pwd.getpwnam("hacluster").pw_uid, grp.getgrnam("haclient").gr_gid
 
 
+def qemu_ids() -> tuple[int, int]:
+    return pwd.getpwnam(QEMU_USER).pw_uid, grp.getgrnam(QEMU_USER).gr_gid
+
+
 def _chown_hacluster(path: str, mode: int) -> None:
     os.chown(path, *hacluster_ids())
     os.chmod(path, mode)
@@ -106,6 +110,19 @@ def qemu_conf(index: int) -> str:
         "namespaces = [ ]\n"
         f'migration_address = "{node_address(index)}"\n'
         f'migration_host = "{node_address(index)}"\n'
+        "# disk leases: virtlockd (qemu-lockd.conf), so a disk is written by one QEMU at a time\n"
+        'lock_manager = "lockd"\n'
+    )
+
+
+def qemu_lockd_conf(lease_dir: str) -> str:
+    """Every file or block disk gets a lease, in a lockspace every host shares (see
+    vmha.lab.storage for why it is beside the storage rather than on a host's path)."""
+    return (
+        "# vmha lab: leases for every disk, in the lockspace all the lab's hosts share\n"
+        "auto_disk_leases = 1\n"
+        "require_lease_for_disks = 1\n"
+        f'file_lockspace_dir = "{lease_dir}"\n'
     )
 
 
@@ -121,16 +138,18 @@ def _write(path: str, text: str, mode: int = 0o644) -> None:
     os.chmod(path, mode)
 
 
-def _libvirt_tree(node_dir: str, index: int, qemu_caps: str) -> None:
+def _libvirt_tree(node_dir: str, index: int, qemu_caps: str, lease_dir: str) -> None:
     """The host's /etc/libvirt, /var/lib/libvirt, /var/cache/libvirt and /var/log/libvirt,
     built from nothing: copying the machine's would carry its live state along (a running
     guest's monitor socket cannot even be copied) and its configuration with it."""
-    qemu = pwd.getpwnam(QEMU_USER).pw_uid, grp.getgrnam(QEMU_USER).gr_gid
+    qemu = qemu_ids()
     etc = bind_source(node_dir, "etc/libvirt")
     _mkdir(etc, 0o755)
     _write(os.path.join(etc, "libvirtd.conf"), libvirtd_conf(index))
     _write(os.path.join(etc, "qemu.conf"), qemu_conf(index), 0o600)
+    _write(os.path.join(etc, "qemu-lockd.conf"), qemu_lockd_conf(lease_dir))
     _write(os.path.join(etc, "virtlogd.conf"), "# vmha lab: the defaults\n")
+    _write(os.path.join(etc, "virtlockd.conf"), "# vmha lab: the defaults\n")
     _write(os.path.join(etc, "libvirt.conf"), 'uri_default = "qemu:///system"\n')
     for sub in ("qemu", "qemu/autostart", "qemu/networks", "qemu/networks/autostart", "storage/autostart"):
         _mkdir(os.path.join(etc, sub), 0o755)
@@ -192,7 +211,7 @@ def prepare(cfg: LabConfig, name: str, index: int, cib: str) -> str:
     for target in BIND_DIRS:
         if not target.endswith("libvirt"):
             os.makedirs(bind_source(node_dir, target))
-    _libvirt_tree(node_dir, index, cfg.paths.qemu_caps_dir)
+    _libvirt_tree(node_dir, index, cfg.paths.qemu_caps_dir, cfg.paths.lease_dir)
     pcmk = bind_source(node_dir, "var/lib/pacemaker")
     for sub in PCMK_DIRS:
         os.makedirs(os.path.join(pcmk, sub))

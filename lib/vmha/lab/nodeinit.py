@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from vmha.lab import storage
 from vmha.lab.config import HOST_MARKER, LAB_POOL_DIR, LAB_POOL_MIB, LabPaths
 from vmha.lab.nodefiles import BIND_DIRS, BIND_FILES, bind_source
 from vmha.ocf.runner import CommandError, CommandRunner, find_program
@@ -42,10 +43,11 @@ def daemon_env() -> dict[str, str]:
     return env
 
 
-def setup_mounts(runner: CommandRunner, node_dir: str, name: str) -> None:
+def setup_mounts(runner: CommandRunner, paths: LabPaths, name: str) -> None:
     def must(argv: list[str]) -> None:
         runner.run(argv, timeout=10).checked()
 
+    node_dir = paths.node_dir(name)
     must(["hostname", name])
     must(["mount", "-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run"])
     must(["mount", "-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/dev/shm"])  # noqa: S108
@@ -76,6 +78,8 @@ def setup_mounts(runner: CommandRunner, node_dir: str, name: str) -> None:
             os.chown(d, *owner)
     os.symlink("/dev/shm", "/run/shm")  # noqa: S108 - the Debian layout
     must(["ip", "link", "set", "lo", "up"])
+    # the host's own path to the shared storage (vmha.lab.storage)
+    storage.mount_path(paths.storage_dir, paths.shared_dir)
     # last: from now on /proc/<this pid>/root/run is this host's own /run (see proc.host_root)
     with open(HOST_MARKER, "w") as f:
         f.write(name + "\n")
@@ -108,8 +112,10 @@ def libvirt_answers() -> bool:
 
 
 def start_libvirt(runner: CommandRunner) -> None:
-    """virtlogd and libvirtd daemonise themselves (pid files in our private /run)."""
-    for argv in (["virtlogd", "-d"], ["libvirtd", "-d", "--listen"]):
+    """virtlockd, virtlogd and libvirtd daemonise themselves (pid files in our private /run).
+    virtlockd first: libvirtd's lock manager (qemu.conf ``lock_manager``) connects to it,
+    and it holds the disk leases on behalf of the host's QEMU processes."""
+    for argv in (["virtlockd", "-d"], ["virtlogd", "-d"], ["libvirtd", "-d", "--listen"]):
         done = runner.run(argv, timeout=30)
         if not done.ok:
             raise RuntimeError(f"{argv[0]} failed to start: {done.stderr.strip()}")
@@ -151,7 +157,7 @@ def wait_exit(p: subprocess.Popen[bytes], timeout: float) -> bool:
     return p.poll() is not None
 
 
-def shutdown(runner: CommandRunner, daemons: tuple[subprocess.Popen[bytes], ...]) -> None:
+def shutdown(runner: CommandRunner, daemons: tuple[subprocess.Popen[bytes], ...], paths: LabPaths) -> None:
     if daemons:
         corosync, pacemakerd = daemons
         try:
@@ -161,13 +167,14 @@ def shutdown(runner: CommandRunner, daemons: tuple[subprocess.Popen[bytes], ...]
         wait_exit(pacemakerd, PACEMAKER_STOP_TIMEOUT_S)
         corosync.terminate()
         wait_exit(corosync, 10)
-    for pidfile in ("/run/libvirtd.pid", "/run/virtlogd.pid"):
+    for pidfile in ("/run/libvirtd.pid", "/run/virtlogd.pid", "/run/virtlockd.pid"):
         try:
             with open(pidfile) as f:
                 os.kill(int(f.read().strip()), signal.SIGTERM)
         except (OSError, ValueError):
             pass
     time.sleep(0.5)
+    storage.unmount_path(paths.shared_dir)
 
 
 def main(argv: list[str]) -> int:
@@ -184,10 +191,10 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     runner = CommandRunner()
-    node_dir = LabPaths(args.root).node_dir(args.name)
+    paths = LabPaths(args.root)
     daemons: tuple[subprocess.Popen[bytes], ...] = ()
     try:
-        setup_mounts(runner, node_dir, args.name)
+        setup_mounts(runner, paths, args.name)
         start_libvirt(runner)
         if not args.no_cluster:
             daemons = start_cluster(runner)
@@ -198,7 +205,7 @@ def main(argv: list[str]) -> int:
     except Stop:
         print(f"{args.name}: shutting down", flush=True)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        shutdown(runner, daemons)
+        shutdown(runner, daemons, paths)
     return 0
 
 

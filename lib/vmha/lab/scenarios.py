@@ -291,14 +291,24 @@ def vm_monitor_now(lab: Lab, host: str, vm: str, *, interval_ms: int = 10000, ti
 
 
 def vm_action_now(
-    lab: Lab, host: str, vm: str, action: str, *, interval_ms: int = 0, timeout_ms: int = 30000
+    lab: Lab,
+    host: str,
+    vm: str,
+    action: str,
+    *,
+    interval_ms: int = 0,
+    timeout_ms: int = 30000,
+    params: dict[str, str] | None = None,
+    instance: str | None = None,
 ) -> Completed:
     """Run ``vm``'s agent with ``action`` on ``host`` now, as pacemaker-execd would (the
-    parameters ``Lab.create_vm`` gives it, the same environment and state directory)."""
+    parameters ``Lab.create_vm`` gives it, the same environment and state directory).
+    ``params``: parameters to add or replace; ``instance``: another resource name (its own
+    state file), for an agent run the cluster knows nothing of."""
     agent = AGENTS[lab.state.agent].split(":")
     env = {
         "OCF_ROOT": "/usr/lib/ocf",
-        "OCF_RESOURCE_INSTANCE": vm,
+        "OCF_RESOURCE_INSTANCE": instance or vm,
         "OCF_RESOURCE_TYPE": agent[2],
         "OCF_RESOURCE_PROVIDER": agent[1],
         "OCF_RESKEY_config": os.path.join(lab.paths.vm_dir, f"{vm}.xml"),
@@ -312,6 +322,7 @@ def vm_action_now(
         "OCF_RESKEY_CRM_meta_allow_migrate": "true",
         "HA_RSCTMP": "/run/resource-agents",
     }
+    env.update({f"OCF_RESKEY_{k}": v for k, v in (params or {}).items()})
     return lab.exec(host, [os.path.join(OCF_ROOT, agent[1], agent[2]), action], timeout=timeout_ms / 1000 + 5, env=env)
 
 
@@ -338,6 +349,38 @@ def boots(lab: Lab, vm: str) -> int | None:
 
 def wait_boots(lab: Lab, vm: str, at_least: int, timeout: float = 60.0) -> bool:
     return bool(wait_until(lambda: (boots(lab, vm) or 0) >= at_least, timeout, 0.2))
+
+
+def written(lab: Lab, vms: list[str] | None = None) -> dict[str, Any]:
+    """What the guests' disk writers were told was written, and what of it is not on the
+    disks (vmha.lab.writes); each total is null unless every VM's writer was measured."""
+    from vmha.lab import writes
+    from vmha.lab.guest import serial_log
+
+    names = lab.state.vms if vms is None else vms
+    per = {vm: writes.read(serial_log(lab.paths.vm_dir, vm), lab.paths.disk_image(vm)) for vm in names}
+    done = [r for r in per.values() if r is not None]
+    measured = bool(per) and len(done) == len(per)
+    return {
+        "writes_acknowledged": sum(r.acknowledged for r in done) if measured else None,
+        "writes_lost": sum(r.lost for r in done) if measured else None,
+        "writes_by_vm": {vm: r.to_json() if r else None for vm, r in per.items()},
+    }
+
+
+def wait_writing(lab: Lab, vm: str, boots_before: int, timeout: float = 60.0) -> bool:
+    """Wait until ``vm``'s writer, booted after ``boots_before`` boots, acknowledged a record."""
+    from vmha.lab import writes
+    from vmha.lab.guest import serial_log
+
+    return writes.wait_writing(serial_log(lab.paths.vm_dir, vm), boots_before, timeout)
+
+
+def writer_boots(lab: Lab, vm: str) -> int:
+    from vmha.lab import writes
+    from vmha.lab.guest import serial_log
+
+    return writes.boots(serial_log(lab.paths.vm_dir, vm))
 
 
 # -- the guest layer: a service inside a guest, its client path, the guest's liveness -------

@@ -39,6 +39,18 @@ class DomainXmlError(ValueError):
 
 
 @dataclass(frozen=True)
+class DiskInfo:
+    """One ``<disk>``: ``source`` is its file, device, volume (pool/volume) or network name."""
+
+    type: str
+    device: str
+    source: str
+    target: str
+    readonly: bool
+    shareable: bool
+
+
+@dataclass(frozen=True)
 class DomainConfig:
     name: str
     uuid: str | None
@@ -50,6 +62,29 @@ class DomainConfig:
     disk_files: tuple[str, ...]
     pools: tuple[str, ...]
     networks: tuple[str, ...]
+    disks: tuple[DiskInfo, ...] = ()
+    leases: int = 0  # <lease> elements: a lock manager lease on the domain itself
+
+
+def _disk(el: Any) -> DiskInfo:
+    src = el.find("source")
+    source = ""
+    if src is not None:
+        if src.get("pool"):
+            source = f"{src.get('pool')}/{src.get('volume', '')}"
+        elif src.get("protocol"):
+            source = f"{src.get('protocol')}:{src.get('name', '')}"
+        else:
+            source = src.get("file") or src.get("dev") or src.get("dir") or src.get("name") or ""
+    target = el.find("target")
+    return DiskInfo(
+        type=el.get("type", "file"),
+        device=el.get("device", "disk"),
+        source=source,
+        target=target.get("dev", "") if target is not None else "",
+        readonly=el.find("readonly") is not None,
+        shareable=el.find("shareable") is not None,
+    )
 
 
 def _parser() -> Any:
@@ -123,6 +158,8 @@ def parse(data: bytes) -> DomainConfig:
         disk_files=disk_files,
         pools=pools,
         networks=networks,
+        disks=tuple(_disk(el) for el in root.iterfind("devices/disk")),
+        leases=sum(1 for _ in root.iterfind("devices/lease")),
     )
 
 

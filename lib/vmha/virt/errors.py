@@ -11,6 +11,7 @@ Callers above ``vmha.virt`` never see ``libvirt.libvirtError``; they see one of:
     ├── OperationInvalid           not possible in the domain's state (VIR_ERR_OPERATION_INVALID)
     ├── OperationTimedOut          libvirt's own timeout (e.g. a job lock, VIR_ERR_OPERATION_TIMEOUT)
     ├── OperationUnsupported       driver or hypervisor cannot do this
+    ├── LeaseHeld                  the lock manager refused a disk lease: another QEMU holds it
     ├── AgentError                 the QEMU guest agent
     │   ├── AgentNotConnected      no agent listening in the guest
     │   └── AgentUnresponsive      connected but not answering in time
@@ -61,6 +62,11 @@ class OperationTimedOut(VirtError):
 
 class OperationUnsupported(VirtError):
     pass
+
+
+class LeaseHeld(VirtError):
+    """VIR_ERR_RESOURCE_BUSY from the lock manager (virtlockd "Lockspace resource ... is
+    locked", sanlock "Failed to acquire lock"): a disk is leased by a QEMU elsewhere."""
 
 
 class AgentError(VirtError):
@@ -124,6 +130,8 @@ def classify(exc: BaseException, what: str = "") -> VirtError:
         domain in remote_domains and code in _codes(lv, "VIR_ERR_SYSTEM_ERROR", "VIR_ERR_INTERNAL_ERROR")
     ):
         return HypervisorUnreachable(message, code)
+    if code in _codes(lv, "VIR_ERR_RESOURCE_BUSY"):
+        return LeaseHeld(message, code)
     if code in _codes(lv, "VIR_ERR_DOM_EXIST"):
         return DomainConflict(message, code)
     if code in _codes(lv, "VIR_ERR_XML_ERROR", "VIR_ERR_XML_DETAIL", "VIR_ERR_CONFIG_UNSUPPORTED"):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 from vmha import __version__
 from vmha.agent_common import handler
@@ -40,7 +41,7 @@ from vmha.ocf.spec import Action, AgentSpec, Handler
 from vmha.verdicts.domain_state import judge_state, judge_without_libvirt
 from vmha.virt.connection import Connection
 from vmha.virt.domain import DomainState
-from vmha.virt.errors import HypervisorTimeout, HypervisorUnreachable
+from vmha.virt.errors import HypervisorTimeout, HypervisorUnreachable, LeaseHeld
 from vmha.virtual_machine.params import PARAMS
 from vmha.virtual_machine.resource import AGENT, Identity, Resource
 
@@ -174,12 +175,28 @@ class VirtualMachine(Resource):
                 # before any libvirt call that may complete after we gave up (starting.py)
                 self.state["start_pending"] = {"name": ident.name, "uuid": ident.uuid, "at": time.time()}
                 self.save_state()
-                dom = start_domain(self, conn, ident, data, existing)
+                try:
+                    dom = start_domain(self, conn, ident, data, existing)
+                except LeaseHeld as exc:
+                    raise GenericError(self._lease_refusal(ident, cfg, exc)) from None
             self.remember_started(dom)
             wait_running(self, dom, "start")
             info = dom.info()
             self.update_utilization(info.vcpus, info.max_memory_kib)
             wait_monitor_scripts(self, dom, "start")
+
+    def _lease_refusal(self, ident: Identity, cfg: Any, exc: LeaseHeld) -> str:
+        """The exit reason of a start the lock manager refused: the disk, and who runs the
+        domain when a peer's libvirt says so.  Failing with 1 (not 5 or 6) lets Pacemaker
+        try another node; a start failure is never a reason to fence."""
+        from vmha.virt.leases import disk_in_error
+        from vmha.virtual_machine.peers import peers_running
+
+        disk = disk_in_error(exc.message, cfg.disks) or "a disk"
+        holders = [node for node, _uri in peers_running(self, ident)]
+        self.log.error(f"start of {ident.name} refused by the lock manager: {exc.message}")
+        held_by = f"domain runs on {', '.join(holders)}" if holders else "holder unknown"
+        return f"disk {disk} is leased elsewhere ({held_by}); not started here"
 
     # -- stop ------------------------------------------------------------------------------
 
@@ -269,6 +286,7 @@ class VirtualMachine(Resource):
         snap = p.text("snapshot")
         if snap and not os.path.isdir(snap):
             raise NotInstalled(f"snapshot directory {snap} does not exist on this node")
+        self._check_leases(cfg)
         backing = p.text("backingfile")
         if backing and not os.path.exists(backing):
             raise NotInstalled(f"backingfile {backing} does not exist on this node")
@@ -281,6 +299,32 @@ class VirtualMachine(Resource):
                 find_program("qemu-img")
         except CommandError as exc:
             raise NotInstalled(str(exc)) from None
+
+    def _check_leases(self, cfg: Any) -> None:
+        """Warn (or refuse, with require_disk_leases) when a writable disk has no lease."""
+        from vmha.virt import leases
+
+        required = self.p.flag("require_disk_leases")
+        if not cfg.disks:
+            return
+        if not self.is_local_qemu():
+            if required:
+                raise NotConfigured(
+                    f"require_disk_leases needs a local hypervisor URI: {self.uri}'s lock manager cannot be read here"
+                )
+            return
+        try:
+            setup = leases.lock_setup()
+        except OSError as exc:
+            raise NotInstalled(f"cannot read libvirt's lock manager setup: {exc}") from None
+        bare = leases.unprotected_disks(cfg, setup)
+        if not bare:
+            return
+        names = ", ".join(leases.describe_disk(d) for d in bare)
+        what = f"disk {names} of {cfg.name} has no lease ({setup.describe()})"
+        if required:
+            raise NotInstalled(f"{what}; require_disk_leases is set")
+        self.log.warning(f"{what}: nothing but the cluster stops a second host from writing it")
 
     def validate_all(self) -> None:
         self.validate()
@@ -303,8 +347,9 @@ LONGDESC = (
     "replacement for ocf:heartbeat:VirtualDomain (same parameters), with every libvirt call "
     "bounded by the operation's timeout, probes that answer from the host's processes when "
     "libvirtd is down, a working shutdown_mode, migrations aborted (the VM stays on the "
-    "source) rather than outliving their timeout, an optional check that the VM does not "
-    "already run on a peer, and utilization written only when it changes."
+    "source) rather than outliving their timeout, a check that the VM does not already run "
+    "on a peer, disk leases checked (require_disk_leases), and utilization written only when "
+    "it changes."
 )
 
 SPEC = AgentSpec(

@@ -456,6 +456,22 @@ PARAMS: tuple[Param, ...] = (
         reloadable=True,
         advanced=True,
     ),
+    Param(
+        "require_disk_leases",
+        B,
+        "Refuse to start unless libvirt leases every disk",
+        "Disk leases are the guard that holds when the cluster is wrong about where a VM runs "
+        "(a VM started by hand, a start that completed late, a split brain): libvirt's lock "
+        'manager (lock_manager = "lockd" or "sanlock" in /etc/libvirt/qemu.conf, with its '
+        "lockspace on storage every host shares) refuses to start QEMU on a disk another host's "
+        "QEMU holds, and start then fails (1) naming the disk, so Pacemaker tries another node. "
+        "validate-all and start warn when a writable disk of the domain has no lease (no lock "
+        "manager, automatic leases off, or a network disk, which libvirt does not lease). "
+        "With this set, such a start fails instead (5: not installed on this node). Needs a "
+        "local hypervisor URI: a remote host's libvirt configuration cannot be read.",
+        default=False,
+        reloadable=True,
+    ),
 )
 
 RELOADABLE = frozenset(p.name for p in PARAMS if p.reloadable)
