@@ -191,13 +191,19 @@ class TestNotMeasuredIsNull:
     the demo fail: no default 0/False/"" standing in for "not measured"."""
 
     def report(self, **over: object) -> dict[str, object]:
-        base: dict[str, object] = {"ok": True, "double_run_seen": False, "fenced": True, "down_clean": True}
+        base: dict[str, object] = {
+            "ok": True,
+            "double_run_seen": False,
+            "fenced": True,
+            "down_clean": True,
+            "writes_lost": 0,
+        }
         return {**base, **over}
 
     def test_all_measured_and_good_is_ok(self) -> None:
         assert demo_ok(self.report())
 
-    @pytest.mark.parametrize("key", ["double_run_seen", "fenced", "down_clean"])
+    @pytest.mark.parametrize("key", ["double_run_seen", "fenced", "down_clean", "writes_lost"])
     def test_an_unmeasured_safety_figure_is_not_ok(self, key: str) -> None:
         assert not demo_ok(self.report(**{key: None}))
         r = self.report()
@@ -206,6 +212,10 @@ class TestNotMeasuredIsNull:
 
     def test_a_double_run_is_not_ok(self) -> None:
         assert not demo_ok(self.report(double_run_seen=True))
+
+    @pytest.mark.parametrize("lost", [1, False, 0.0])
+    def test_a_lost_write_or_a_non_count_is_not_ok(self, lost: object) -> None:
+        assert not demo_ok(self.report(writes_lost=lost))
 
     def test_no_checker_is_null(self) -> None:
         assert double_run_figures(None) == {"double_runs": None, "double_run_seen": None, "double_run_samples": None}

@@ -145,3 +145,44 @@ def test_filesystem_space_that_hangs_times_out(tmp_path, monkeypatch):
             hf.filesystem_space("/pool", str(tmp_path), timeout=0.2)
     finally:
         release.set()
+
+
+def test_storage_probe_writes_and_syncs_a_file_of_its_own(tmp_path):
+    from vmha.hypervisor_health import host_facts
+
+    assert host_facts.storage_probe(str(tmp_path), "ha1", timeout=2.0) == ""
+    probe = tmp_path / ".vmha-probe.ha1"
+    assert probe.read_text().strip()
+    assert probe.stat().st_mode & 0o777 == 0o600
+
+
+def test_storage_probe_reports_a_path_it_cannot_write(tmp_path):
+    from vmha.hypervisor_health import host_facts
+
+    got = host_facts.storage_probe(str(tmp_path / "gone"), "ha1", timeout=2.0)
+    assert got == "cannot be written (No such file or directory)"
+
+
+def test_storage_probe_does_not_follow_a_symlink(tmp_path):
+    from vmha.hypervisor_health import host_facts
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    (tmp_path / ".vmha-probe.ha1").symlink_to(victim)
+    assert host_facts.storage_probe(str(tmp_path), "ha1", timeout=2.0).startswith("cannot be written")
+    assert victim.read_text() == "keep\n"
+
+
+def test_storage_probe_of_a_storage_that_never_answers_times_out(tmp_path):
+    import time
+
+    from vmha.hypervisor_health import host_facts
+
+    # opening a FIFO for writing blocks until somebody reads: a mount that never answers
+    os.mkfifo(tmp_path / ".vmha-probe.ha1")
+    t0 = time.monotonic()
+    got = host_facts.storage_probe(str(tmp_path), "ha1", timeout=0.5)
+    assert got == "does not answer within 0.5s"
+    assert time.monotonic() - t0 < 1.5
+    with open(tmp_path / ".vmha-probe.ha1", "rb"):  # let the left-behind thread finish
+        pass

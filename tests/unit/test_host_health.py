@@ -351,3 +351,13 @@ def test_merge_peers_ignores_non_members_and_empty_values():
     assert merged == [PeerView("ha1", True, "green"), PeerView("ha2", False, "green"), PeerView("ha3", True, None)]
     assert hh.cap_red("ha3", R, merged).level is R  # ha1 is online and green
     assert hh.cap_red("ha1", R, merged).level is Y  # ha2 offline, ha3 unknown
+
+
+def test_shared_storage_that_fails_or_hangs_is_red_and_named():
+    from vmha.verdicts.host_health import Level, judge_shared_storage
+
+    found = judge_shared_storage({"/srv/a": "", "/srv/b": "does not answer within 5.0s"})
+    assert [(f.check, f.level, f.reason) for f in found] == [
+        ("shared-storage", Level.RED, "shared storage /srv/b does not answer within 5.0s")
+    ]
+    assert [f.level for f in judge_shared_storage({"/srv/a": ""})] == [Level.GREEN]

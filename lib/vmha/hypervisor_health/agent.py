@@ -37,6 +37,7 @@ What we remember between invocations (one JSON file under HA_RSCTMP, emptied at 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -132,6 +133,7 @@ class HypervisorHealth:
             root=self.root,
             libvirt_deadline=self._libvirt_deadline,
             clock=self.clock,
+            node=self.ctx.on_node or os.uname().nodename,
         )
         verdict = self.cluster.decide(found.findings)
         self.report(found.findings, verdict)

@@ -40,6 +40,7 @@ def assess(
     root: str,
     libvirt_deadline: Callable[[], Deadline],
     clock: Callable[[], float],
+    node: str = "",
 ) -> Assessment:
     """Every enabled check's findings, and the host's size when libvirt told it.
 
@@ -83,6 +84,9 @@ def assess(
             yellow_percent=p.integer("pool_free_yellow_percent"),
             red_percent=p.integer("pool_free_red_percent"),
         )
+    dirs = p.text("shared_storage").split()
+    if dirs:
+        findings += _shared_storage(p, dirs, node, root, libvirt_deadline)
     if p.flag("check_interfaces"):
         names = p.text("interfaces").split() or facts.get("interfaces")
         if names is not None:
@@ -150,6 +154,29 @@ def _pool_space(pool: Any, root: str, libvirt_deadline: Callable[[], Deadline]) 
     if measured is None:
         return space  # target not visible here (another mount namespace): libvirt's figures
     return space._replace(capacity=measured[0], available=measured[1])
+
+
+def _shared_storage(
+    p: Params, dirs: list[str], node: str, root: str, libvirt_deadline: Callable[[], Deadline]
+) -> list[Finding]:
+    """Every directory probed at once, each in its own thread: one hung mount costs the
+    monitor one timeout, not one per directory."""
+    import threading
+
+    from vmha.hypervisor_health import host_facts
+
+    budget = max(0.5, min(float(p.integer("shared_storage_timeout")), libvirt_deadline().remaining()))
+    problems: dict[str, str] = dict.fromkeys(dirs, f"does not answer within {budget:.1f}s")
+
+    def probe(d: str) -> None:
+        problems[d] = host_facts.storage_probe(d, node or "node", root, timeout=budget)
+
+    threads = [threading.Thread(target=probe, args=(d,), daemon=True, name=f"shared:{d}") for d in dirs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(budget + 0.5)
+    return hh.judge_shared_storage(dict(problems))
 
 
 def _hardware(p: Params, state: dict[str, Any], root: str, clock: Callable[[], float]) -> list[Finding]:

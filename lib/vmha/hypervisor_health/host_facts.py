@@ -79,6 +79,45 @@ def filesystem_space(path: str, root: str = "/", *, timeout: float) -> tuple[int
     return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
 
 
+def storage_probe(directory: str, node: str, root: str = "/", *, timeout: float) -> str:
+    """Write and sync a small file in ``directory`` (``.vmha-probe.<node>``): "" when the
+    storage took it within ``timeout``, else what went wrong, fit for an exit reason.
+
+    The write is O_DSYNC, so it returns only once the storage has it: a mount that still
+    answers metadata from cache but cannot write (a cut path, a stale or read-only mount)
+    fails.  O_NOFOLLOW: root writes here, and nobody's symlink is followed.  The writing
+    thread is left behind when the storage does not answer (the process ends with
+    ``os._exit``, see filesystem_space)."""
+    import time
+
+    from vmha.deadline import run_within
+
+    name = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in node) or "node"
+    target = _path(root, directory.lstrip("/"), f".vmha-probe.{name}")
+
+    def write() -> str:
+        try:
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_DSYNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            return f"cannot be written ({exc.strerror})"
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{time.time():.3f}\n".encode())
+        except OSError as exc:
+            return f"cannot be written ({exc.strerror})"
+        finally:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        return ""
+
+    done, problem = run_within(write, timeout, name=f"probe:{directory}")
+    if not done:
+        return f"does not answer within {timeout:.1f}s"
+    return problem or ""
+
+
 def valid_interface_name(name: str) -> bool:
     return bool(_INTERFACE.match(name)) and name not in (".", "..")
 

@@ -31,6 +31,11 @@ def _absolute(value: Value) -> str | None:
     return None if str(value).startswith("/") else f"{value!r} is not an absolute path"
 
 
+def _directories(value: Value) -> str | None:
+    bad = [w for w in str(value).split() if not w.startswith("/") or not w.isprintable()]
+    return f"not absolute paths: {' '.join(bad)}" if bad else None
+
+
 PARAMS: tuple[Param, ...] = (
     hypervisor_param("libvirt connection URI of the local hypervisor, as for VirtualMachine.", reloadable=True),
     Param(
@@ -105,6 +110,33 @@ PARAMS: tuple[Param, ...] = (
         default="",
         reloadable=True,
         check=_pool_names,
+    ),
+    Param(
+        "shared_storage",
+        S,
+        "Shared storage directories that must answer",
+        "Space-separated directories on the storage the VMs' disks live on (an NFS or cluster "
+        "filesystem mount, a directory on the LUN's filesystem). At every monitor each gets a "
+        "small synchronous write (a file named .vmha-probe.<node> in it) and must complete "
+        "it within shared_storage_timeout: a path that fails (a cut link, a read-only or "
+        "stale mount) or does not answer (a hung mount) makes the host red, so its VMs are "
+        "moved to a host that still reaches the storage (what vSphere calls VM Component "
+        "Protection). The probe runs in a thread the monitor does not wait for past the "
+        "timeout, so a hung mount cannot hang the agent. Empty: no such check.",
+        default="",
+        reloadable=True,
+        check=_directories,
+    ),
+    Param(
+        "shared_storage_timeout",
+        INT,
+        "Shared storage probe deadline (s)",
+        "Seconds a shared_storage directory has to complete its probe write before the host "
+        "is red; also capped by the monitor's own timeout.",
+        default=5,
+        minimum=1,
+        reloadable=True,
+        advanced=True,
     ),
     Param(
         "pool_free_yellow_percent",

@@ -31,6 +31,18 @@ HEALTH_ATTRIBUTE = "#health-vmha"
 # ``run/storage``, which every host reaches through its own FUSE mount (bindfs) at the same
 # path, ``run/shared``, so one host's path can be cut or hung without touching the others'.
 DISK_MIB = 8
+# partition-safe fencing (vmha.lab.partition): fencing a lost host whose VMs' priority adds
+# up to more is delayed, so the side running more VMs wins; an even split goes to ha1
+PRIORITY_FENCING_DELAY = "3s"
+TIE_DELAY = "1s"
+VM_PRIORITY = 10
+
+
+def fence_delay_map(hosts: list[str]) -> str:
+    """``pcmk_delay_base`` of the lab's one fence device: the first host is fenced last."""
+    return ";".join(f"{h}:{TIE_DELAY if i == 0 else '0s'}" for i, h in enumerate(hosts))
+
+
 # what a host's init writes: the PID of its storage path (bindfs), in its private /run
 STORAGE_PID_FILE = "/run/vmha-storage.pid"
 AGENTS = {"vmha": "ocf:vmha:VirtualMachine", "heartbeat": "ocf:heartbeat:VirtualDomain"}

@@ -3,7 +3,8 @@
 Up (2 hosts, 2 VMs preferring different hosts), ``crm_mon -1``, a service inside a guest
 killed and recovered in place by GuestService (``service_recovery_s``), a live migration with
 ``pcs resource move``, a pulled plug with fencing and recovery, ``crm_mon -1`` again, a host
-whose storage fills up emptied by HypervisorHealth and migrate-on-red (``evacuation_s``), down.
+whose storage fills up emptied by HypervisorHealth and migrate-on-red (``evacuation_s``), a
+host that loses its path to the shared storage (``storage_failover_s``), down.
 The double-run checker watches throughout.  Whatever happens (a failed step, Ctrl-C,
 SIGTERM) the lab is taken down and the last line printed is one JSON object.
 """
@@ -36,6 +37,8 @@ FIGURES = (
     "per_vm_failover_s",
     "evacuation",
     "evacuation_s",
+    "storage_loss",
+    "storage_failover_s",
     "writes_acknowledged",
     "writes_lost",
     "double_runs",
@@ -142,8 +145,29 @@ def health_evacuation(lab: Lab, report: dict[str, Any]) -> None:
         report["evacuation_s"] = report["evacuation"]["evacuation_s"]
         if ev.evacuation_s is None or not all(ev.live.values()):
             raise LabError(f"the VMs did not leave {sick} by live migration: {ev.to_json()}")
+        storage_loss(lab, report)
     finally:
         health.disable(lab)
+
+
+def storage_loss(lab: Lab, report: dict[str, Any]) -> None:
+    """The host running the VMs loses its path to the shared storage (cut): its guests pause
+    on the I/O error, it turns red, they restart on the other host (``storage_failover_s``),
+    and it is fenced and rejoins with a fresh path."""
+    from vmha.lab import vmcp
+
+    where = scenarios.all_started(lab, 60.0) or {}
+    counts = {h: sum(1 for v in where.values() if v == h) for h in lab.hosts}
+    host = max(counts, key=lambda h: counts[h])
+    say(f"\n== {host} loses its path to the shared storage (its bindfs killed)")
+    loss = vmcp.storage_loss(lab, host, "cut")
+    report["storage_loss"] = loss.to_json()
+    report["storage_failover_s"] = report["storage_loss"]["storage_failover_s"]
+    say(
+        f"guests on {host}: {loss.guest_states}; red after {report['storage_loss']['red_s']}s; all running on "
+        f"{sorted(set(loss.moved_to.values()))} {report['storage_failover_s']}s after the cut; writes lost "
+        f"{loss.writes.get('writes_lost')}; {host} fenced, rejoined after {report['storage_loss']['rejoin_s']}s"
+    )
 
 
 def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -> None:

@@ -40,6 +40,8 @@ def enable(lab: Lab, *, interval: str = "2s", timeout: float = 90.0) -> list[lis
             HEALTH_RSC,
             "ocf:vmha:HypervisorHealth",
             f"storage_pools={LAB_POOL}",
+            # the storage the VMs' disks are on, as this host reaches it (vmha.lab.storage)
+            f"shared_storage={lab.paths.shared_dir}",
             "op",
             "monitor",
             f"interval={interval}",

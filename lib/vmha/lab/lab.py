@@ -29,6 +29,7 @@ from vmha.lab.config import (
     FENCE_AGENT_PATH,
     LAN_NETNS,
     NETNS_PREFIX,
+    VM_PRIORITY,
     LabConfig,
     LabPaths,
     node_netns,
@@ -326,6 +327,8 @@ class Lab:
             *params,
             "meta",
             "allow-migrate=true",
+            # what priority-fencing-delay weighs (vmha.lab.partition)
+            f"priority={VM_PRIORITY}",
             "op",
             "monitor",
             *monitor,

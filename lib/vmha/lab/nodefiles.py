@@ -19,7 +19,9 @@ from vmha.lab.config import (
     HEALTH_ATTRIBUTE,
     LAB_POOL,
     LAB_POOL_DIR,
+    PRIORITY_FENCING_DELAY,
     LabConfig,
+    fence_delay_map,
     host_uuid,
     node_address,
 )
@@ -182,19 +184,25 @@ def _libvirt_tree(node_dir: str, index: int, qemu_caps: str, lease_dir: str) -> 
 
 def seed_cib(runner: CommandRunner, path: str, cfg: LabConfig) -> None:
     """An initial CIB: short dc-deadtime (a node is online in ~5 s instead of ~22 s),
-    fencing on with the lab's fence device, and a stickiness default (pcs 0.11 ``resource
+    fencing on with the lab's fence device, the fencing delays that settle a partition
+    (vmha.lab.partition), and a stickiness default (pcs 0.11 ``resource
     move`` refuses without one)."""
     empty = runner.run(["cibadmin", "--empty"], timeout=30).checked()
     with open(path, "w") as f:
         f.write(empty.stdout)
     env = {"CIB_file": path}
-    for name, value in (("dc-deadtime", "2s"), ("stonith-enabled", "true")):
+    # partition-safe fencing (vmha.lab.partition): the side running more VMs wins the race
+    settings = (("dc-deadtime", "2s"), ("stonith-enabled", "true"), ("priority-fencing-delay", PRIORITY_FENCING_DELAY))
+    for name, value in settings:
         argv = ["crm_attribute", "--type", "crm_config", "--name", name, "--update", value]
         runner.run(argv, timeout=30, env_extend=env).checked()
     runner.run(["pcs", "-f", path, "resource", "defaults", "update", "resource-stickiness=100"], timeout=60).checked()
     hosts = " ".join(cfg.node_names)
     fence = ["pcs", "-f", path, "stonith", "create", "fence-lab", os.path.basename(FENCE_AGENT_PATH)]
-    fence += [f"pcmk_host_list={hosts}", "pcmk_host_check=static-list", "op", "monitor", "interval=60s"]
+    fence += [f"pcmk_host_list={hosts}", "pcmk_host_check=static-list"]
+    if cfg.nodes == 2:  # the tie-breaker of an even split; a majority needs none
+        fence.append(f"pcmk_delay_base={fence_delay_map(cfg.node_names)}")
+    fence += ["op", "monitor", "interval=60s"]
     runner.run(fence, timeout=60).checked()
     # the events the scenarios time themselves by (vmha.lab.events)
     alerts = events.alert_xml(cfg.paths.alert_agent, cfg.paths.events_file, [HEALTH_ATTRIBUTE])

@@ -376,6 +376,14 @@ def wait_writing(lab: Lab, vm: str, boots_before: int, timeout: float = 60.0) ->
     return writes.wait_writing(serial_log(lab.paths.vm_dir, vm), boots_before, timeout)
 
 
+def writers_ready(lab: Lab, vms: list[str] | None = None, timeout: float = 60.0) -> None:
+    """Wait until every VM's disk writer (its current boot) acknowledged a record, so a fault
+    injected next has something to lose. Raises LabError."""
+    for vm in lab.state.vms if vms is None else vms:
+        if not wait_writing(lab, vm, writer_boots(lab, vm) - 1, timeout):
+            raise LabError(f"the disk writer of {vm} is not writing")
+
+
 def writer_boots(lab: Lab, vm: str) -> int:
     from vmha.lab import writes
     from vmha.lab.guest import serial_log

@@ -173,6 +173,12 @@ def judge_pools(
     return found or [green("storage")]
 
 
+def judge_shared_storage(problems: dict[str, str]) -> list[Finding]:
+    """``problems``: each shared_storage directory and what its probe said ("" = it wrote)."""
+    found = [Finding("shared-storage", Level.RED, f"shared storage {d} {why}") for d, why in problems.items() if why]
+    return found or [green("shared-storage")]
+
+
 # -- network interfaces ----------------------------------------------------------------------
 
 

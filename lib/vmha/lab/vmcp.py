@@ -1,0 +1,120 @@
+"""One host loses its path to the shared storage (what vSphere calls VM Component Protection).
+
+``storage_loss`` cuts (errors come back) or hangs (I/O never returns) one host's own path to
+the storage (vmha.lab.storage) while HypervisorHealth runs with ``shared_storage`` and
+migrate-on-red, and times the way back: the host's probe turns it red, its guests pause on
+the I/O error (cut) or block (hung), Pacemaker stops them there (forced off: a paused guest
+cannot shut down) and starts them on a host that reaches the storage, where they boot from
+the same disk and find every record they had acknowledged.  The host is then fenced (the
+way an operator resets a host that lost its storage) and rejoins with a fresh path.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vmha.lab import events, health, scenarios, storage
+from vmha.lab.config import HEALTH_ATTRIBUTE
+from vmha.lab.lab import Lab, LabError, wait_until
+from vmha.lab.scenarios import POLL_S, locations
+
+
+@dataclass
+class StorageLoss:
+    host: str
+    mode: str  # "cut" or "hang"
+    vms: list[str]
+    storage_failover_s: float | None = None  # path lost -> every VM of the host Started elsewhere
+    red_s: float | None = None  # path lost -> the host's health red
+    per_vm_s: dict[str, float] = field(default_factory=dict)
+    moved_to: dict[str, str] = field(default_factory=dict)
+    guest_states: dict[str, str] = field(default_factory=dict)  # as libvirt on the host said, after the loss
+    stops: dict[str, Any] = field(default_factory=dict)  # each VM's stop on the host: rc, exit reason
+    fenced: bool | None = None
+    rejoin_s: float | None = None
+    writes: dict[str, Any] = field(default_factory=dict)
+    timing: str = "polling"
+
+    def to_json(self) -> dict[str, Any]:
+        r: dict[str, Any] = dict(self.__dict__)
+        for k, v in r.items():
+            if isinstance(v, float):
+                r[k] = round(v, 2)
+        r["per_vm_s"] = {vm: round(v, 2) for vm, v in self.per_vm_s.items()}
+        return r
+
+
+def _states(lab: Lab, host: str, vms: list[str]) -> dict[str, str]:
+    out = {}
+    for vm in vms:
+        try:
+            done = lab.exec(host, ["virsh", "domstate", "--reason", vm], timeout=5)
+            out[vm] = done.stdout.strip() or done.stderr.strip()
+        except (LabError, OSError) as exc:
+            out[vm] = f"unknown ({exc})"
+        except Exception as exc:  # noqa: BLE001 - a hung libvirtd: what it did is the finding
+            out[vm] = f"unknown ({type(exc).__name__})"
+    return out
+
+
+def storage_loss(lab: Lab, host: str, mode: str = "cut", *, timeout: float = 180.0) -> StorageLoss:
+    """Lose ``host``'s storage path (``mode`` cut or hang) with the health clone enabled;
+    raises LabError when its VMs are not running elsewhere within ``timeout``."""
+    scenarios.writers_ready(lab)
+    vms = [vm for vm, h in locations(lab).items() if h == host]
+    result = StorageLoss(host, mode, vms)
+    booted = {vm: scenarios.writer_boots(lab, vm) for vm in vms}
+    init = lab.host_pid(host)
+    t0 = time.time()
+    (storage.cut if mode == "cut" else storage.hang)(init)
+    # what libvirt on the host says of each guest, first answer other than running (it is
+    # stopped within seconds, so look often)
+    end = time.time() + 5.0
+    while time.time() < end and len(result.guest_states) < len(vms):
+        for vm, st in _states(lab, host, [v for v in vms if v not in result.guest_states]).items():
+            if not st.startswith("running"):
+                result.guest_states[vm] = st
+        time.sleep(0.1)
+
+    def gone() -> dict[str, str] | None:
+        where = locations(lab)
+        moved = {vm: h for vm in vms if (h := where.get(vm)) and h != host}
+        return moved if len(moved) == len(vms) else None
+
+    moved = wait_until(gone, timeout, POLL_S)
+    seen = time.time()
+    if not moved:
+        raise LabError(
+            f"the VMs of {host} did not leave {timeout:.0f}s after its storage path was {mode}: "
+            f"{locations(lab)}, health {health.colours(lab)}"
+        )
+    result.moved_to = moved
+    found = lab.events(t0)
+    red = events.first(found, t0, kind="attribute", node=host, attribute=HEALTH_ATTRIBUTE, value="red")
+    if red:
+        result.red_s, result.timing = red.at - t0, "alerts"
+    for vm in vms:
+        ops = events.operations(found, vm, t0, seen)
+        result.per_vm_s[vm] = (ops[-1].at if ops else seen) - t0
+        result.stops[vm] = [
+            {"task": op.task, "rc": op.rc, "ok": op.ok, "desc": op.desc} for op in ops if op.node == host
+        ]
+    result.storage_failover_s = max(result.per_vm_s.values()) if vms else None
+    for vm in vms:
+        if not scenarios.wait_writing(lab, vm, booted[vm], 60.0):
+            raise LabError(f"the disk writer of {vm} did not write after its storage failover")
+    result.writes = scenarios.written(lab, vms)
+    # the host that lost its storage is reset, as an operator would: fenced, it comes back
+    # with a fresh path (and nothing it had queued for the storage survives the reset)
+    t1 = time.time()
+    survivor = next(h for h in lab.hosts if h != host)
+    fence = lab.pcs("stonith", "fence", host, host=survivor, timeout=120)
+    result.fenced = fence.ok
+    if wait_until(
+        lambda: (s := lab.crm(survivor)) and host in s.online() and health.colours(lab, survivor).get(host) == "green",
+        120,
+    ):
+        result.rejoin_s = time.time() - t1
+    return result
