@@ -284,3 +284,42 @@ class TestOwnHostsOnly:
         conf = libvirtd_conf(2)
         assert f'host_uuid = "{host_uuid(2)}"' in conf and 'listen_addr = "10.99.0.2"' in conf
         assert "namespaces = [ ]" in qemu_conf(2)
+
+
+class TestDisksAndLeases:
+    def test_every_disk_is_leased_in_the_shared_lockspace(self) -> None:
+        from vmha.lab.config import LabPaths
+        from vmha.lab.nodefiles import qemu_lockd_conf
+        from vmha.virt import leases
+
+        assert leases.parse_conf(qemu_conf(1))["lock_manager"] == "lockd"
+        lockd = leases.parse_conf(qemu_lockd_conf(LabPaths().lease_dir))
+        assert lockd == {
+            "auto_disk_leases": 1,
+            "require_lease_for_disks": 1,
+            "file_lockspace_dir": LabPaths().lease_dir,
+        }
+
+    def test_the_guest_disk_pauses_on_errors_and_skips_the_page_cache(self) -> None:
+        import xml.etree.ElementTree as ET
+
+        from vmha.lab import guest
+        from vmha.lab.image import GuestImage
+
+        img = GuestImage("/k", "/i", "6.1")
+        root = ET.fromstring(guest.domain_xml("vm1", img, "/vms", disk="/shared/vm1.img"))  # noqa: S314 - ours
+        driver = root.find("devices/disk/driver")
+        assert driver is not None and driver.attrib == {
+            "name": "qemu",
+            "type": "raw",
+            "cache": "none",
+            "error_policy": "stop",
+            "rerror_policy": "stop",
+        }
+        assert root.find("devices/disk/source/seclabel").get("relabel") == "no"  # type: ignore[union-attr]
+        assert ET.fromstring(guest.domain_xml("vm1", img, "/vms")).find("devices/disk") is None  # noqa: S314
+
+    def test_the_tie_breaker_delays_fencing_the_first_host(self) -> None:
+        from vmha.lab.config import fence_delay_map
+
+        assert fence_delay_map(["ha1", "ha2"]) == "ha1:1s;ha2:0s"

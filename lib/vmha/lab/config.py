@@ -164,6 +164,9 @@ class LabConfig:
     vms: int = 2
     token_ms: int = TOKEN_MS
     paths: LabPaths = field(default_factory=LabPaths)
+    # the fencing delays that settle a partition (vmha.lab.partition); a benchmark of the
+    # agents' own speed turns them off: they add PRIORITY_FENCING_DELAY to a failover
+    fencing_delays: bool = True
 
     def __post_init__(self) -> None:
         if not 1 <= self.nodes <= MAX_NODES:

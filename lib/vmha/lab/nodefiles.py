@@ -192,7 +192,9 @@ def seed_cib(runner: CommandRunner, path: str, cfg: LabConfig) -> None:
         f.write(empty.stdout)
     env = {"CIB_file": path}
     # partition-safe fencing (vmha.lab.partition): the side running more VMs wins the race
-    settings = (("dc-deadtime", "2s"), ("stonith-enabled", "true"), ("priority-fencing-delay", PRIORITY_FENCING_DELAY))
+    settings = [("dc-deadtime", "2s"), ("stonith-enabled", "true")]
+    if cfg.fencing_delays:
+        settings.append(("priority-fencing-delay", PRIORITY_FENCING_DELAY))
     for name, value in settings:
         argv = ["crm_attribute", "--type", "crm_config", "--name", name, "--update", value]
         runner.run(argv, timeout=30, env_extend=env).checked()
@@ -200,7 +202,7 @@ def seed_cib(runner: CommandRunner, path: str, cfg: LabConfig) -> None:
     hosts = " ".join(cfg.node_names)
     fence = ["pcs", "-f", path, "stonith", "create", "fence-lab", os.path.basename(FENCE_AGENT_PATH)]
     fence += [f"pcmk_host_list={hosts}", "pcmk_host_check=static-list"]
-    if cfg.nodes == 2:  # the tie-breaker of an even split; a majority needs none
+    if cfg.nodes == 2 and cfg.fencing_delays:  # the tie-breaker of an even split; a majority needs none
         fence.append(f"pcmk_delay_base={fence_delay_map(cfg.node_names)}")
     fence += ["op", "monitor", "interval=60s"]
     runner.run(fence, timeout=60).checked()
