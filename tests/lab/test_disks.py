@@ -13,6 +13,7 @@ from vmha.lab.guest import serial_log
 from vmha.lab.lab import Lab
 
 from tests.lab.conftest import AGENT
+from tests.lab.test_lab import other, where
 
 pytestmark = pytest.mark.lab
 only_vmha = pytest.mark.skipif(AGENT != "vmha", reason="VirtualDomain does not look at disk leases")
@@ -22,18 +23,6 @@ NET_DISK = (
     "<source protocol='nbd' name='scratch'><host name='127.0.0.1' port='10809'/></source>"
     "<target dev='vdb' bus='virtio'/></disk>"
 )
-
-
-def where(lab: Lab, vm: str) -> str:
-    s = lab.crm()
-    assert s is not None
-    host = s.started_on(vm)
-    assert host, f"{vm} is not Started"
-    return host
-
-
-def other(lab: Lab, host: str) -> str:
-    return next(h for h in lab.hosts if h != host)
 
 
 def acks(lab: Lab, vm: str) -> int:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from vmha.lab import health, vmcp
+from vmha.lab import health, scenarios, vmcp
 from vmha.lab.lab import Lab
 
 from tests.lab.conftest import AGENT
@@ -29,19 +29,12 @@ def healthy(watched: Lab) -> Iterator[Lab]:
         health.disable(watched)
 
 
-def busiest(lab: Lab) -> str:
-    s = lab.crm()
-    assert s is not None
-    where = [s.started_on(vm) for vm in lab.state.vms]
-    return max(lab.hosts, key=where.count)
-
-
 # "hang" is not here yet: with its path hung, the host's libvirtd hangs too (it opens and
 # stats the disk files), so a stop or start there runs into its timeout (issue note)
 @pytest.mark.parametrize("mode", ["cut"])
 def test_storage_path_lost_on_one_host(healthy: Lab, mode: str) -> None:
     lab = healthy
-    host = busiest(lab)
+    host = scenarios.busiest(lab)
     loss = vmcp.storage_loss(lab, host, mode)
     print(json.dumps(loss.to_json(), sort_keys=True), file=sys.stderr)
     assert loss.vms and set(loss.moved_to.values()) == set(lab.hosts) - {host}

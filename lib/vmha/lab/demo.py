@@ -123,8 +123,7 @@ def health_evacuation(lab: Lab, report: dict[str, Any]) -> None:
     health.enable(lab)
     try:
         where = scenarios.all_started(lab, 60.0) or {}
-        counts = {h: sum(1 for v in where.values() if v == h) for h in lab.hosts}
-        sick = max(counts, key=lambda h: counts[h])
+        sick = scenarios.busiest(lab, dict(where))
         say(f"health: {health.colours(lab)}")
         say(f"== {sick}'s storage pool {LAB_POOL} fills up (fallocate {health.FILLER})")
         ev = health.evacuate(lab, sick, heal=False)
@@ -157,8 +156,7 @@ def storage_loss(lab: Lab, report: dict[str, Any]) -> None:
     from vmha.lab import vmcp
 
     where = scenarios.all_started(lab, 60.0) or {}
-    counts = {h: sum(1 for v in where.values() if v == h) for h in lab.hosts}
-    host = max(counts, key=lambda h: counts[h])
+    host = scenarios.busiest(lab, dict(where))
     say(f"\n== {host} loses its path to the shared storage (its bindfs killed)")
     loss = vmcp.storage_loss(lab, host, "cut")
     report["storage_loss"] = loss.to_json()
@@ -192,8 +190,7 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
 
     where = scenarios.all_started(lab, 60.0) or {}
     # pull the plug of the host running the most VMs
-    counts = {h: sum(1 for v in where.values() if v == h) for h in lab.hosts}
-    victim = max(counts, key=lambda h: counts[h])
+    victim = scenarios.busiest(lab, dict(where))
     moved = [v for v, h in where.items() if h == victim]
     say(f"== power off {victim} (running {', '.join(moved)})")
     boots_before = {v: scenarios.writer_boots(lab, v) for v in moved}

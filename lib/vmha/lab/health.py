@@ -142,24 +142,11 @@ def evacuate(lab: Lab, host: str, *, timeout: float = 120.0, heal: bool = True) 
     t0 = time.time()
     fill_pool(lab, host)
     try:
-
-        def gone() -> dict[str, str] | None:
-            where = locations(lab)
-            moved = {vm: h for vm in vms if (h := where.get(vm)) and h != host}
-            return moved if len(moved) == len(vms) else None
-
-        moved = wait_until(gone, timeout, POLL_S)
-        seen = time.time()
-        if not moved:
-            raise LabError(
-                f"the VMs of {host} did not leave {timeout:.0f}s after its pool filled: "
-                f"{locations(lab)}, health {colours(lab)}"
-            )
-        result.moved_to = moved
-        found = lab.events(t0)
-        red = events.first(found, t0, kind="attribute", node=host, attribute=HEALTH_ATTRIBUTE, value="red")
-        if red:
-            result.red_s, result.timing = red.at - t0, "alerts"
+        left = vms_leave(lab, host, vms, t0, timeout=timeout, after="its pool filled")
+        seen, found = left.seen, left.found
+        result.moved_to = left.moved
+        if left.red_at is not None:
+            result.red_s, result.timing = left.red_at - t0, "alerts"
         for vm in vms:
             ops = events.operations(found, vm, t0, seen)
             result.per_vm_s[vm] = (ops[-1].at if ops else seen) - t0
@@ -169,6 +156,34 @@ def evacuate(lab: Lab, host: str, *, timeout: float = 120.0, heal: bool = True) 
         if heal:
             result.green_again_s = recover(lab, host)
     return result
+
+
+@dataclass
+class Left:
+    moved: dict[str, str]  # vm -> the host it is Started on now
+    seen: float  # when the poll saw them all elsewhere
+    found: list[events.Event]  # the cluster's events since the fault
+    red_at: float | None  # when ``host`` turned red, by the alerts
+
+
+def vms_leave(lab: Lab, host: str, vms: list[str], t0: float, *, timeout: float, after: str) -> Left:
+    """Wait until every VM of ``vms`` is Started on a host other than ``host`` (the fault
+    was at ``t0``, ``after`` says what it was). Raises LabError when they are not in time."""
+
+    def gone() -> dict[str, str] | None:
+        where = locations(lab)
+        moved = {vm: h for vm in vms if (h := where.get(vm)) and h != host}
+        return moved if len(moved) == len(vms) else None
+
+    moved = wait_until(gone, timeout, POLL_S)
+    seen = time.time()
+    if not moved:
+        raise LabError(
+            f"the VMs of {host} did not leave {timeout:.0f}s after {after}: {locations(lab)}, health {colours(lab)}"
+        )
+    found = lab.events(t0)
+    red = events.first(found, t0, kind="attribute", node=host, attribute=HEALTH_ATTRIBUTE, value="red")
+    return Left(moved, seen, found, red.at if red else None)
 
 
 def recover(lab: Lab, host: str, timeout: float = 60.0) -> float | None:

@@ -36,6 +36,12 @@ def locations(lab: Lab, host: str | None = None) -> dict[str, str | None]:
     return {vm: (s.started_on(vm) if s else None) for vm in lab.state.vms}
 
 
+def busiest(lab: Lab, where: dict[str, str | None] | None = None) -> str:
+    """The host running the most VMs (the first of them on a tie)."""
+    at = locations(lab) if where is None else where
+    return max(lab.hosts, key=lambda h: sum(1 for v in at.values() if v == h))
+
+
 def all_started(lab: Lab, timeout: float) -> dict[str, str] | None:
     def check() -> dict[str, str] | None:
         s = lab.crm()

@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vmha.lab import events, health, scenarios, storage
-from vmha.lab.config import HEALTH_ATTRIBUTE
 from vmha.lab.lab import Lab, LabError, wait_until
-from vmha.lab.scenarios import POLL_S, locations
+from vmha.lab.scenarios import locations
 
 
 @dataclass
@@ -78,23 +77,11 @@ def storage_loss(lab: Lab, host: str, mode: str = "cut", *, timeout: float = 180
                 result.guest_states[vm] = st
         time.sleep(0.1)
 
-    def gone() -> dict[str, str] | None:
-        where = locations(lab)
-        moved = {vm: h for vm in vms if (h := where.get(vm)) and h != host}
-        return moved if len(moved) == len(vms) else None
-
-    moved = wait_until(gone, timeout, POLL_S)
-    seen = time.time()
-    if not moved:
-        raise LabError(
-            f"the VMs of {host} did not leave {timeout:.0f}s after its storage path was {mode}: "
-            f"{locations(lab)}, health {health.colours(lab)}"
-        )
-    result.moved_to = moved
-    found = lab.events(t0)
-    red = events.first(found, t0, kind="attribute", node=host, attribute=HEALTH_ATTRIBUTE, value="red")
-    if red:
-        result.red_s, result.timing = red.at - t0, "alerts"
+    left = health.vms_leave(lab, host, vms, t0, timeout=timeout, after=f"its storage path was {mode}")
+    seen, found = left.seen, left.found
+    result.moved_to = left.moved
+    if left.red_at is not None:
+        result.red_s, result.timing = left.red_at - t0, "alerts"
     for vm in vms:
         ops = events.operations(found, vm, t0, seen)
         result.per_vm_s[vm] = (ops[-1].at if ops else seen) - t0
