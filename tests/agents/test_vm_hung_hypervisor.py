@@ -89,3 +89,42 @@ def test_remote_hypervisor_hung_probe_without_history_is_not_running(env, silent
     stop = run_agent("stop", env(hypervisor=f"test+unix:///default?socket={silent_socket}"))
     _within_timeout(stop)
     assert stop.rc == 0
+
+
+@pytest.fixture
+def on_hung_path(env, tmp_path):
+    """A config whose disk is on a FUSE path (tests.support.fuse): the domain's storage."""
+    from tests.support import fuse
+
+    (tmp_path / "store").mkdir()
+    (tmp_path / "store" / "hung1.img").write_bytes(b"\0" * 512)
+    with fuse.served(str(tmp_path / "store"), str(tmp_path / "shared")) as path:
+        disk = (
+            f"<devices><disk type='file' device='disk'><source file='{path.mountpoint}/hung1.img'/>"
+            "<target dev='vda'/></disk></devices>"
+        )
+        (tmp_path / "hung1.xml").write_text(DOMAIN_XML.replace("</domain>", disk + "</domain>"))
+        yield path
+
+
+def test_stop_fails_for_fencing_when_the_disks_storage_hangs(env, on_hung_path):
+    # libvirtd gives no account of what it ended and the disk's path does not answer: writes
+    # the guest sent may still wait there and land under the VM on another host later, so
+    # the stop must fail (Pacemaker then fences this host) rather than say "stopped"
+    on_hung_path.hang()
+    try:
+        run = run_agent("stop", env())
+    finally:
+        on_hung_path.thaw()
+    _within_timeout(run)
+    assert run.rc == 1
+    assert run.reason.startswith("fence this host: disk ") and " of hung1 does not answer" in run.reason
+    assert "does not answer on this host" in run.stderr  # the log line names every such disk
+
+
+def test_stop_succeeds_when_the_disks_storage_answers_or_fails(env, on_hung_path):
+    assert run_agent("stop", env()).rc == 0
+    on_hung_path.cut()  # errors come back: nothing can be queued on a path that fails
+    run = run_agent("stop", env())
+    _within_timeout(run)
+    assert run.rc == 0, run.stderr

@@ -259,3 +259,46 @@ def test_stop_of_a_frozen_guest_forces_it_off_through_libvirt(vm: Cluster, qemu_
     assert not dom.active
     assert vm.local.called("destroyFlags")
     assert qemu_scan["asked"] == []  # libvirt did the killing
+
+
+def _disks_silent(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Every disk of the config 'does not answer' (vmha.virt.disk_io.probe); returns the
+    bounds the agent gave the probe.  The real probe on a hung FUSE path is tested in
+    tests/unit/test_disk_io.py and tests/agents/test_vm_hung_hypervisor.py."""
+    from vmha.virt import disk_io
+
+    bounds: list[float] = []
+
+    def probe(disks: Any, within: float) -> dict[str, str]:
+        bounds.append(within)
+        return {"/shared/vm1.img": f"{disk_io.SILENT} within {within:.1f}s"}
+
+    monkeypatch.setattr(disk_io, "probe", probe)
+    return bounds
+
+
+def test_stop_with_hung_disk_storage_kills_qemu_and_fails_at_once(
+    vm: Cluster, stubborn_qemu: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dom = running_here(vm)
+    bounds = _disks_silent(monkeypatch)
+
+    out = vm.run("stop", timeout_ms=20000)
+
+    assert out.rc == OcfRc.ERR_GENERIC
+    assert out.reason.startswith("fence this host: disk /shared/vm1.img of vm1 does not answer"), out.reason
+    assert stubborn_qemu.wait(2) == -9  # SIGKILL, not a graceful shutdown through libvirt
+    assert vm.local.called("destroyFlags") == [] and vm.local.called("shutdownFlags") == []
+    assert bounds == [3.0] and out.seconds < 5, (bounds, out.seconds)
+    assert dom.active  # the fake libvirt was never told: only fencing settles it
+
+
+def test_migrate_to_refused_when_a_disk_does_not_answer(vm: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    running_here(vm)
+    _disks_silent(monkeypatch)
+
+    out = migrating(vm)
+
+    assert out.rc == OcfRc.ERR_GENERIC
+    assert out.reason.startswith("not migrating vm1: disk /shared/vm1.img does not answer"), out.reason
+    assert vm.local.called("migrateToURI3") == [] and vm.local.called("migrate3") == []

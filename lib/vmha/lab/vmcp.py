@@ -5,8 +5,15 @@ the storage (vmha.lab.storage) while HypervisorHealth runs with ``shared_storage
 migrate-on-red, and times the way back: the host's probe turns it red, its guests pause on
 the I/O error (cut) or block (hung), Pacemaker stops them there (forced off: a paused guest
 cannot shut down) and starts them on a host that reaches the storage, where they boot from
-the same disk and find every record they had acknowledged.  The host is then fenced (the
-way an operator resets a host that lost its storage) and rejoins with a fresh path.
+the same disk and find every record they had acknowledged.
+
+Hung, the host cannot be left as it is: a QEMU killed there may have writes waiting in the
+path, which would land once it answers again, under the VM on the other host.  So there
+VirtualMachine refuses the live migration (it could only run into its timeout), kills QEMU
+and fails the stop ("fence this host: ..."), and Pacemaker fences the host before it starts
+the VM elsewhere (``stop_failed``, ``fenced_by_cluster_s``).  A cut path holds nothing back:
+its stops succeed and no fencing is needed for the VMs; the lab then fences the host (the
+way an operator resets a host that lost its storage) and it rejoins with a fresh path.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ class StorageLoss:
     guest_states: dict[str, str] = field(default_factory=dict)  # as libvirt on the host said, after the loss
     stops: dict[str, Any] = field(default_factory=dict)  # each VM's stop on the host: rc, exit reason
     fenced: bool | None = None
+    fenced_by_cluster_s: float | None = None  # path lost -> the cluster fenced the host (a failed stop)
+    stop_failed: dict[str, str] = field(default_factory=dict)  # vm -> the failed stop's rc, as the alert had it
     rejoin_s: float | None = None
     writes: dict[str, Any] = field(default_factory=dict)
     timing: str = "polling"
@@ -77,7 +86,9 @@ def storage_loss(lab: Lab, host: str, mode: str = "cut", *, timeout: float = 180
                 result.guest_states[vm] = st
         time.sleep(0.1)
 
-    left = health.vms_leave(lab, host, vms, t0, timeout=timeout, after=f"its storage path was {mode}")
+    left = health.vms_leave(
+        lab, host, vms, t0, timeout=timeout, after=f"its storage path was {mode}", once_reset=mode == "hang"
+    )
     seen, found = left.seen, left.found
     result.moved_to = left.moved
     if left.red_at is not None:
@@ -88,7 +99,13 @@ def storage_loss(lab: Lab, host: str, mode: str = "cut", *, timeout: float = 180
         result.stops[vm] = [
             {"task": op.task, "rc": op.rc, "ok": op.ok, "desc": op.desc} for op in ops if op.node == host
         ]
+        failed = [op for op in ops if op.node == host and op.task == "stop" and not op.ok]
+        if failed:
+            result.stop_failed[vm] = f"rc {failed[0].rc} ({failed[0].desc})"
     result.storage_failover_s = max(result.per_vm_s.values()) if vms else None
+    fencing = [e for e in found if e.kind == "fencing" and e.node == host and e.rc == 0]
+    if fencing:
+        result.fenced_by_cluster_s = fencing[0].at - t0
     for vm in vms:
         if not scenarios.wait_writing(lab, vm, booted[vm], 60.0):
             raise LabError(f"the disk writer of {vm} did not write after its storage failover")
@@ -97,8 +114,10 @@ def storage_loss(lab: Lab, host: str, mode: str = "cut", *, timeout: float = 180
     # with a fresh path (and nothing it had queued for the storage survives the reset)
     t1 = time.time()
     survivor = next(h for h in lab.hosts if h != host)
-    fence = lab.pcs("stonith", "fence", host, host=survivor, timeout=120)
-    result.fenced = fence.ok
+    if result.fenced_by_cluster_s is None:
+        result.fenced = lab.pcs("stonith", "fence", host, host=survivor, timeout=120).ok
+    else:
+        result.fenced, t1 = True, t0 + result.fenced_by_cluster_s
     if wait_until(
         lambda: (s := lab.crm(survivor)) and host in s.online() and health.colours(lab, survivor).get(host) == "green",
         120,

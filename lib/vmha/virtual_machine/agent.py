@@ -214,10 +214,13 @@ class VirtualMachine(Resource):
         if not idents:
             self.log.info("no readable config and nothing started here: nothing to stop")
             return
+        if self.is_local_qemu():
+            self._storage_hangs_fence_now(idents)
         # Keep time to stop QEMU by its PID should libvirtd not answer.
         # Every libvirt call of the stop keeps that reserve, and libvirt always gets half the time.
         connect_by = self.deadline.earlier(min(max(2.0, self.ctx.timeout_s * 0.25), self.ctx.timeout_s * 0.5))
         pending = self.state.get("start_pending")
+        ended = isinstance(pending, dict)  # a QEMU ran or may have run here: see the end
         try:
             with self.connect(connect_by, keepalive=True) as conn:
                 for ident in idents:
@@ -225,7 +228,7 @@ class VirtualMachine(Resource):
                         # first wait out what the start sent: what runs then is final, and
                         # a domain it did bring up is stopped as any other (graceful, snapshot)
                         settle_abandoned_start(self, conn, ident, stop_it=False)
-                    stop_domain(self, conn, ident)
+                    ended = stop_domain(self, conn, ident) or ended
                     if isinstance(pending, dict):
                         settle_abandoned_start(self, conn, ident)
         except HypervisorUnreachable as exc:
@@ -242,9 +245,57 @@ class VirtualMachine(Resource):
                     self.log.warning(f"hypervisor {self.uri} unreachable ({exc.message}); nothing was started here")
                     return
                 raise GenericError(f"cannot stop: hypervisor {self.uri} unreachable: {exc.message}") from None
+            # libvirtd gave no account of what it ended: whether its QEMU is gone or not,
+            # the storage check at the end applies
+            ended = True
             for ident in idents:
                 kill_qemu(self, ident, exc.message)
         self.forget_started()
+        if ended and self.is_local_qemu():
+            self._no_writes_left_behind(idents[0].name)
+
+    def _storage_hangs_fence_now(self, idents: list[Identity]) -> None:
+        """A QEMU of the domain runs here and a disk's storage does not answer on this host:
+        kill it (SIGKILL, not through libvirtd, which hangs on that storage too: measured in
+        the lab, its destroy waits ~20 s for QEMU and its cleanup then blocks on the disk)
+        and fail the stop at once, for the reason in ``_no_writes_left_behind``."""
+        import signal
+
+        from vmha.qemu_processes import find_qemu
+        from vmha.virt.disk_io import silent
+
+        found = self.disk_problems()  # first: /proc is searched only when one is silent
+        if not silent(found):
+            return
+        procs = [p for p in (find_qemu(i.name, i.uuid) for i in idents) if p is not None]
+        if not procs:
+            return
+        for proc in procs:
+            self.log.warning(f"storage of {idents[0].name} does not answer: killing QEMU PID {proc.pid}")
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._no_writes_left_behind(idents[0].name, found)
+
+    def _no_writes_left_behind(self, name: str, found: dict[str, str] | None = None) -> None:
+        """After a QEMU ended here: fail the stop when a disk's storage does not answer on
+        this host (vmha.virt.disk_io).  Writes the guest had sent may wait in this host's
+        path and land once it answers again, on a disk that by then belongs to the VM
+        running elsewhere; only a reset of this host drops them, and a failed stop is what
+        makes Pacemaker fence.  A path that fails (errors) holds nothing back: that stop is
+        good."""
+        from vmha.virt.disk_io import silent
+
+        found = self.disk_problems() if found is None else found
+        hung = silent(found)
+        if hung:
+            self.log.error(
+                f"the storage of {', '.join(hung)} does not answer on this host: writes {name} queued there "
+                "could land later, under the VM on another host; only a reset of this host drops them"
+            )
+            # verdict first: Pacemaker keeps 128 bytes of an exit reason, and paths are long
+            raise GenericError(f"fence this host: disk {hung[0]} of {name} {found[hung[0]]} here")
 
     # -- migration -------------------------------------------------------------------------
 

@@ -50,6 +50,13 @@ def migrate_to(res: Resource) -> None:
             plan = vm_migration.plan(res.p, target, persistent=dom.is_persistent())
         except vm_migration.MigrationOptionError as exc:
             raise NotConfigured(str(exc)) from None
+        # A migration ends with QEMU flushing its disks: on a path that hangs it can only
+        # run into its timeout, on one that fails it fails (vmha.virt.disk_io).  Refused
+        # now, Pacemaker stops the VM here and starts it on the target.
+        problems = res.disk_problems() if res.is_local_qemu() else {}
+        if problems:
+            path = next(iter(problems))
+            raise GenericError(f"not migrating {dom.name}: disk {path} {problems[path]} on this host")
         if res.wants_config_saved():
             save_config(res, dom)
         limit = res.deadline.earlier(abort_reserve)

@@ -31,6 +31,8 @@ from vmha.virt.domain import Domain
 AGENT = "VirtualMachine"
 POLL_S = 0.25
 UTILIZATION_RETRY_S = 60.0
+# how long stop and migrate_to wait for the disks' storage to answer (vmha.virt.disk_io)
+DISK_PROBE_S = 3.0
 
 
 class Identity(NamedTuple):
@@ -121,6 +123,18 @@ class Resource:
             "has_guest_agent": cfg.has_guest_agent,
         }
         return data, cfg
+
+    def disk_problems(self, within: float = DISK_PROBE_S) -> dict[str, str]:
+        """What ``vmha.virt.disk_io.probe`` finds wrong with the config's disk files on this
+        host, at most ``within`` seconds of it (cut short by the deadline, keeping 1 s); empty
+        when the config cannot be read (the action's own steps report that)."""
+        from vmha.virt import disk_io
+
+        try:
+            _data, cfg = self.read_config()
+        except (NotInstalled, NotConfigured):
+            return {}
+        return disk_io.probe(cfg.disks, max(0.1, min(within, self.deadline.remaining() - 1.0)))
 
     def config_identity(self) -> Identity:
         """Name and UUID from ``config``, parsing it only when the file changed.

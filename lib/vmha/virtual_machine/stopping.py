@@ -21,17 +21,18 @@ from vmha.virtual_machine.resource import POLL_S, Identity, Resource
 SHUTDOWN_RESEND_S = 10.0
 
 
-def stop_domain(res: Resource, conn: Connection, ident: Identity) -> None:
-    """Stop ``ident`` if it is active here: snapshot, graceful shutdown, force off."""
+def stop_domain(res: Resource, conn: Connection, ident: Identity) -> bool:
+    """Stop ``ident`` if it is active here: snapshot, graceful shutdown, force off.  Returns
+    whether it was active (whether this stop had a QEMU to end)."""
     dom = conn.find(uuid=ident.uuid, name=ident.name)
     if dom is None:
-        return
+        return False
     status = dom.status()
     if not status.active:
-        return
+        return False
     force = res.p.flag("force_stop")
     if not force and res.p.text("snapshot") and save_to_snapshot(res, dom):
-        return
+        return True
     if res.wants_config_saved():
         save_config(res, dom)
     if status.state is DomainState.PAUSED and not force:
@@ -41,6 +42,7 @@ def stop_domain(res: Resource, conn: Connection, ident: Identity) -> None:
     if not force:
         graceful_shutdown(res, dom)
     force_off(dom)
+    return True
 
 
 def settle_abandoned_start(res: Resource, conn: Connection, ident: Identity, *, stop_it: bool = True) -> bool:
@@ -167,8 +169,9 @@ def force_off(dom: Domain) -> None:
         time.sleep(1.0)
 
 
-def kill_qemu(res: Resource, ident: Identity, why: str) -> None:
-    """Stop a domain whose libvirtd is unreachable by signalling its QEMU process."""
+def kill_qemu(res: Resource, ident: Identity, why: str) -> bool:
+    """Stop a domain whose libvirtd is unreachable by signalling its QEMU process.  Returns
+    whether there was one."""
     import signal
 
     from vmha.qemu_processes import find_qemu
@@ -176,25 +179,25 @@ def kill_qemu(res: Resource, ident: Identity, why: str) -> None:
     proc = find_qemu(ident.name, ident.uuid)
     if proc is None:
         res.log.info(f"libvirt unreachable ({why}); no QEMU process of {ident.name} here")
-        return
+        return False
     res.log.warning(f"libvirt unreachable ({why}); stopping QEMU PID {proc.pid} of {ident.name} directly")
     for sig, most in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
         again = find_qemu(ident.name, ident.uuid)
         if again is None or again.pid != proc.pid:
-            return
+            return True
         try:
             os.kill(proc.pid, sig)
         except ProcessLookupError:
-            return
+            return True
         # SIGTERM may take at most half of what is left: SIGKILL must get its turn.
         wait = min(most, res.deadline.remaining() / 2) if sig == signal.SIGTERM else most
         limit = res.deadline.within(wait)
         while not limit.expired:
             if find_qemu(ident.name, ident.uuid) is None:
-                return
+                return True
             time.sleep(POLL_S)
     if find_qemu(ident.name, ident.uuid) is None:
-        return
+        return True
     raise GenericError(f"QEMU PID {proc.pid} of domain {ident.name} does not die (libvirt unreachable: {why})")
 
 
