@@ -17,7 +17,7 @@ DEB_PACKAGES := pacemaker corosync pcs pacemaker-cli-utils resource-agents fence
                 python3-libvirt python3-lxml python3-venv libxml2-utils \
                 busybox-static qemu-guest-agent cpio kmod iproute2 procps util-linux bindfs
 
-.PHONY: all deps venv lint typecheck test pytest test-py39 install install-deb uninstall bench bench-failover demo clean
+.PHONY: all deps venv lint typecheck test pytest test-py39 install install-deb uninstall bench bench-failover bench-storage bench-soak demo clean
 
 all: test
 
@@ -85,6 +85,13 @@ bench: venv install-deb
 
 bench-failover: venv install-deb
 	PYTHONPATH=lib $(PYTHON) bench/failover.py --rounds 5
+
+bench-storage: venv install-deb
+	PYTHONPATH=lib $(PYTHON) bench/storage_failover.py --rounds 3
+
+# a long soak: three rounds of every fault kind; SEED=N replays one
+bench-soak: venv install-deb
+	PYTHONPATH=lib $(PYTHON) -m vmha.cli lab soak --faults 30 $(if $(SEED),--seed $(SEED))
 
 demo: deps install-deb
 	/usr/sbin/vmha lab demo

@@ -462,6 +462,17 @@ def test_hung_agent_never_outlives_the_timeout(guest):
     assert "cannot confirm" in stop.stderr
 
 
+def test_stop_leaves_an_unreachable_guest_to_its_vm_well_before_the_timeout(guest):
+    # a frozen guest: the VM's stop, ordered after this one, is the recovery; a stop that
+    # waited out its 60 s for the agent would hold that recovery back for as long
+    from vmha.guest_service.agent import UNREACHABLE_STOP_S
+
+    guest.set(agent="hang", services={"nginx": "active"})
+    stop = guest.run("stop", timeout_ms=60000, agent_timeout="2")
+    assert stop.rc == 0 and "cannot confirm" in stop.stderr
+    assert UNREACHABLE_STOP_S <= stop.seconds < UNREACHABLE_STOP_S + 5, stop.seconds
+
+
 def test_start_runs_systemctl_start_and_waits_for_running(guest):
     assert guest.run("start").rc == 0
     g = guest.read()

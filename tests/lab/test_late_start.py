@@ -15,8 +15,8 @@ import os
 import time
 
 import pytest
-from vmha.lab import image, scenarios
-from vmha.lab.guest import EMULATOR, domain_uuid
+from vmha.lab import guest, image, scenarios
+from vmha.lab.guest import domain_uuid
 from vmha.lab.lab import Lab, wait_until
 
 from tests.lab.conftest import AGENT
@@ -24,19 +24,9 @@ from tests.lab.test_lab import other, started_on
 
 pytestmark = pytest.mark.lab
 
-FLAG = "/run/vmha-slow-qemu"  # in a host's private /run: only that host's QEMU is slow
+FLAG = guest.SLOW_FLAG
 SLOW_S = 25
 START_TIMEOUT_S = 10
-WRAPPER = f"""#!/bin/sh
-# vmha lab fault injection: slow on a host that holds {FLAG}
-if [ -e {FLAG} ]; then
-    case " $* " in
-    *" -machine none"*) [ "$(cat {FLAG})" = probe ] && sleep {SLOW_S} ;;
-    *) [ "$(cat {FLAG})" = launch ] && sleep {SLOW_S} ;;
-    esac
-fi
-exec {EMULATOR} "$@"
-"""
 
 
 @pytest.mark.skipif(AGENT != "vmha", reason="VirtualDomain's create completes behind the cluster's back")
@@ -47,9 +37,7 @@ def test_a_start_that_times_out_ends_on_exactly_one_host(watched: Lab, where: st
     good = lab.hosts[0]
     slow = other(lab, good)
     wrapper = os.path.join(lab.paths.vm_dir, f"{vm}-qemu")
-    with open(wrapper, "w") as fh:
-        fh.write(WRAPPER)
-    os.chmod(wrapper, 0o755)  # noqa: S103 - libvirt's QEMU user runs it
+    guest.write_slow_emulator(wrapper, SLOW_S)
     img = image.ensure(lab.paths.image_dir, lab.runner)
     lab.create_vm(vm, img, prefer=good, emulator=wrapper, ops=["start", f"timeout={START_TIMEOUT_S}s"])
     try:

@@ -585,10 +585,30 @@ def test_libvirt_down_is_red_and_skips_its_checks(h, tmp_path):
     expect_claim(h.runner, health=attrs(ha2="green"))
     h.runner.expect([*SET, "red"])
     h.runner.expect(CLAIM_DELETE)
-    h.agent(hypervisor=down).monitor()
+    h.agent(hypervisor=down, hypervisor_grace="0").monitor()
     findings = h.state()["health"]["findings"]
     assert findings.startswith("red: libvirt at qemu+unix") and "storage" not in findings
     assert h.state()["utilization"] == {"cpu": "16", "hv_memory": "2048", "host_memory": "2048"}  # kept
+
+
+def test_libvirt_down_is_yellow_through_its_grace_then_red_and_green_again(h, tmp_path):
+    h.started()
+    down = f"qemu+unix:///system?socket={tmp_path}/no-such-socket"
+    h.runner.expect([*SET, "yellow"])
+    h.agent(hypervisor=down, hypervisor_grace="30").monitor()
+    assert "not answering for 0s of a 30s grace" in h.state()["health"]["findings"]
+    h.clock.now += 29  # still within: yellow, nothing published again
+    h.agent(hypervisor=down, hypervisor_grace="30").monitor()
+    assert h.state()["health"]["level"] == "yellow"
+    h.clock.now += 2  # 31 s down: red
+    h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
+    h.runner.expect(QUERY, stdout=attrs(ha2="green"))
+    expect_claim(h.runner, health=attrs(ha2="green"))
+    h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
+    h.agent(hypervisor=down, hypervisor_grace="30").monitor()
+    assert h.state()["health"]["findings"].startswith("red: libvirt at qemu+unix")
+    assert isinstance(h.state()["hypervisor_down_since"], float)
 
 
 def test_libvirt_down_yellow_when_asked(h, tmp_path):

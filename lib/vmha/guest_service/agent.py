@@ -66,6 +66,11 @@ FINISH_S = 0.3
 # Time one more look into the guest needs (a guest agent call needs 1.5 s at least): a retry
 # loop stops before it, so its reason is the last real answer, not "no time left".
 ATTEMPT_S = 2.0
+# How long a stop keeps trying a guest it cannot reach (agent hung, QEMU frozen) before it
+# leaves the service to its VM's resource: the VM's stop, ordered after this one, is what
+# recovers a frozen guest, and waiting out the whole stop timeout (60 s) only delays it
+# (measured in the lab's soak: a frozen guest's VM restarted 101 s after the freeze).
+UNREACHABLE_STOP_S = 10.0
 
 
 class VmDown(Exception):
@@ -358,6 +363,7 @@ class GuestService:
         ran: ExecResult | None = None
         last = "not tried"
         unreachable = False  # the last look could not reach the guest at all
+        unreachable_since: float | None = None
         while True:
             unreachable = False
             try:
@@ -404,7 +410,12 @@ class GuestService:
             except VirtError as exc:
                 raise GenericError(f"stop: {self.agent_problem(exc)}") from None
             # A hung agent or hypervisor may come back; the service may take its time to stop.
-            if self.deadline.remaining() < POLL_S + ATTEMPT_S:
+            if not unreachable:
+                unreachable_since = None
+            elif unreachable_since is None:
+                unreachable_since = time.monotonic()
+            gave_up = unreachable_since is not None and time.monotonic() - unreachable_since >= UNREACHABLE_STOP_S
+            if self.deadline.remaining() < POLL_S + ATTEMPT_S or gave_up:
                 if unreachable:
                     # The service lives inside its VM and cannot run anywhere else, so there is
                     # no second copy to fear: failing here would fence the whole host (every

@@ -61,7 +61,15 @@ def assess(
             error = f"the libvirt Python binding cannot be loaded ({exc})"
         if p.flag("check_hypervisor"):
             failure = Level.RED if p.text("hypervisor_failure") == "red" else Level.YELLOW
-            findings.append(hh.judge_hypervisor(uri, error, failure))
+            # since when libvirtd has not answered, kept across monitors (``hypervisor_grace``)
+            since = state.get("hypervisor_down_since") if error else None
+            if error and not isinstance(since, (int, float)):
+                since = clock()
+            state["hypervisor_down_since"] = since
+            down_s = clock() - since if since is not None else 0.0
+            findings.append(
+                hh.judge_hypervisor(uri, error, failure, down_s=down_s, grace_s=p.integer("hypervisor_grace"))
+            )
         elif error:
             log.debug(f"libvirt not answering ({error}); its checks are skipped")
     # Checks that need libvirt's facts are skipped when it did not answer: the

@@ -66,6 +66,18 @@ PARAMS: tuple[Param, ...] = (
         reloadable=True,
     ),
     Param(
+        "hypervisor_grace",
+        INT,
+        "Seconds libvirtd may not answer before hypervisor_failure applies",
+        "Until then the host is yellow. libvirtd restarts within seconds after a crash (systemd), "
+        "and the VMs' QEMU processes run on without it; a live migration cannot, so turning the "
+        "host red at once restarts the VMs elsewhere for an outage that was over by itself. "
+        "0 applies hypervisor_failure at the first failed check.",
+        default=30,
+        minimum=0,
+        reloadable=True,
+    ),
+    Param(
         "check_memory",
         B,
         "Check memory headroom",

@@ -1,4 +1,4 @@
-"""``vmha lab up|status|down|demo``: the entry point the ``vmha`` command hands over to."""
+"""``vmha lab up|status|down|demo|soak``: the entry point the ``vmha`` command hands over to."""
 
 from __future__ import annotations
 
@@ -21,6 +21,13 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="up, migrate, fail over, down; JSON figures last")
     demo.add_argument("--agent", choices=sorted(AGENTS), default="vmha")
     demo.add_argument("--replace", action="store_true")
+    from vmha.lab.soak import KINDS
+
+    soak = sub.add_parser("soak", help="faults of every kind at random moments, invariants checked; JSON last")
+    soak.add_argument("--faults", type=int, default=10, help="how many faults (default 10: one round)")
+    soak.add_argument("--seed", type=int, default=None, help="replay a soak (default: a new seed, printed)")
+    soak.add_argument("--only", nargs="+", choices=KINDS, default=[], metavar="KIND", help=f"of {', '.join(KINDS)}")
+    soak.add_argument("--replace", action="store_true")
     return p
 
 
@@ -33,6 +40,10 @@ def main(argv: list[str]) -> int:
         from vmha.lab.demo import run_demo
 
         return run_demo(args.agent, replace=args.replace)
+    if args.command == "soak":
+        from vmha.lab import soak
+
+        return soak.main(args.faults, args.seed, args.only, replace=args.replace)
     lab = Lab()
     try:
         if args.command == "up":

@@ -81,3 +81,25 @@ def domain_xml(name: str, img: GuestImage, vm_dir: str, emulator: str = EMULATOR
     sub(devices, "memballoon", model="none")
     ET.indent(dom)
     return ET.tostring(dom, encoding="unicode") + "\n"
+
+
+SLOW_FLAG = "/run/vmha-slow-qemu"  # in a host's private /run: only that host's QEMU is slow
+
+
+def write_slow_emulator(path: str, slow_s: int) -> None:
+    """Fault injection: an emulator wrapper that, on a host whose private /run holds
+    ``SLOW_FLAG``, sleeps ``slow_s`` before the real QEMU when libvirt probes its capabilities
+    (``-machine none``, flag ``probe``) or when it launches the guest (flag ``launch``)."""
+    text = f"""#!/bin/sh
+# vmha lab fault injection: slow on a host that holds {SLOW_FLAG}
+if [ -e {SLOW_FLAG} ]; then
+    case " $* " in
+    *" -machine none"*) [ "$(cat {SLOW_FLAG})" = probe ] && sleep {int(slow_s)} ;;
+    *) [ "$(cat {SLOW_FLAG})" = launch ] && sleep {int(slow_s)} ;;
+    esac
+fi
+exec {EMULATOR} "$@"
+"""
+    with open(path, "w") as fh:
+        fh.write(text)
+    os.chmod(path, 0o755)  # noqa: S103 - libvirt's QEMU user runs it

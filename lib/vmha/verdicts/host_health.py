@@ -3,7 +3,8 @@
 Each check turns its facts into ``Finding``s (one per problem, or one green); the host's
 colour is the worst of them.  What each check decides::
 
-    hypervisor   libvirtd does not answer                     -> on_failure (red by default)
+    hypervisor   libvirtd does not answer                     -> yellow, then after hypervisor_grace
+                                                                  on_failure (red by default)
     memory       MemAvailable - growth of running domains     -> yellow below the headroom
                  MemAvailable itself below memory_red_mib     -> red
     storage      a named pool missing or inactive             -> red
@@ -82,9 +83,18 @@ def summary(findings: Iterable[Finding]) -> str:
 # -- hypervisor ------------------------------------------------------------------------------
 
 
-def judge_hypervisor(uri: str, error: str | None, on_failure: Level = Level.RED) -> Finding:
+def judge_hypervisor(
+    uri: str, error: str | None, on_failure: Level = Level.RED, *, down_s: float = 0.0, grace_s: float = 0.0
+) -> Finding:
+    """``down_s``: how long libvirtd has not answered; within ``grace_s`` it is yellow only."""
     if error is None:
         return green("hypervisor")
+    if down_s < grace_s:
+        return Finding(
+            "hypervisor",
+            min(on_failure, Level.YELLOW),
+            f"libvirt at {uri} is not answering for {down_s:.0f}s of a {grace_s:.0f}s grace ({error})",
+        )
     return Finding("hypervisor", on_failure, f"libvirt at {uri} is not answering ({error})")
 
 
