@@ -108,18 +108,40 @@ def on_hung_path(env, tmp_path):
 
 
 def test_stop_fails_for_fencing_when_the_disks_storage_hangs(env, on_hung_path):
-    # libvirtd gives no account of what it ended and the disk's path does not answer: writes
-    # the guest sent may still wait there and land under the VM on another host later, so
-    # the stop must fail (Pacemaker then fences this host) rather than say "stopped"
+    # a QEMU of the domain runs here and its disk's path does not answer: writes the guest
+    # sent may still wait there and land under the VM on another host later, so the stop
+    # kills QEMU (not through libvirtd) and fails, and Pacemaker then fences this host
+    import subprocess
+    import sys
+
+    qemu = subprocess.Popen(  # a stand-in QEMU: argv[0] and -name are what /proc shows
+        ["qemu-system-x86_64", "-c", "import time; time.sleep(60)", "-name", "guest=hung1"],
+        executable=sys.executable,
+    )
+    on_hung_path.hang()
+    try:
+        run = run_agent("stop", env())
+        died = qemu.wait(5)  # the agent's SIGKILL (raises if it is still alive)
+    finally:
+        on_hung_path.thaw()
+        if qemu.poll() is None:
+            qemu.kill()
+    _within_timeout(run)
+    assert run.rc == 1
+    assert run.reason.startswith("fence this host: disk ") and " of hung1 does not answer" in run.reason
+    assert "does not answer on this host" in run.stderr  # the log line names every such disk
+    assert died == -9
+
+
+def test_stop_with_hung_disk_storage_but_nothing_of_the_domain_here_succeeds(env, on_hung_path):
+    # no QEMU of it and nothing started here: nothing of it can wait in this host's path
     on_hung_path.hang()
     try:
         run = run_agent("stop", env())
     finally:
         on_hung_path.thaw()
     _within_timeout(run)
-    assert run.rc == 1
-    assert run.reason.startswith("fence this host: disk ") and " of hung1 does not answer" in run.reason
-    assert "does not answer on this host" in run.stderr  # the log line names every such disk
+    assert run.rc == 0, run.stderr
 
 
 def test_stop_succeeds_when_the_disks_storage_answers_or_fails(env, on_hung_path):

@@ -61,3 +61,29 @@ def test_missing_file_and_network_disk(tmp_path):
     )
     found = disk_io.probe(disks(str(tmp_path / "gone.img"), extra=net), 1.0)
     assert found == {str(tmp_path / "gone.img"): "cannot be opened (No such file or directory)"}
+
+
+def test_read_only_disks_and_cdroms_are_not_probed(path):
+    # they queue no writes: a hung ISO share must not fence every host with media attached
+    ro = (
+        f"<disk type='file' device='cdrom'><source file='{path.mountpoint}/a.img'/><target dev='hdc'/>"
+        "<readonly/></disk>"
+        f"<disk type='file' device='disk'><source file='{path.mountpoint}/b.img'/><target dev='vdb'/>"
+        "<readonly/></disk>"
+    )
+    path.hang()
+    try:
+        assert disk_io.probe(disks(extra=ro), 0.5) == {}
+    finally:
+        path.thaw()
+
+
+def test_a_file_that_opens_but_cannot_be_read_is_an_error(tmp_path, monkeypatch):
+    img = tmp_path / "d.img"
+    img.write_bytes(b"\0" * 4096)
+
+    def eio(fd, bufs, offset):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(disk_io.os, "preadv", eio)
+    assert disk_io.probe(disks(str(img)), 1.0) == {str(img): "cannot be read (Input/output error)"}

@@ -609,6 +609,9 @@ def test_libvirt_down_is_yellow_through_its_grace_then_red_and_green_again(h, tm
     h.agent(hypervisor=down, hypervisor_grace="30").monitor()
     assert h.state()["health"]["findings"].startswith("red: libvirt at qemu+unix")
     assert isinstance(h.state()["hypervisor_down_since"], float)
+    h.runner.expect([*SET, "green"])
+    h.agent(hypervisor_grace="30").monitor()  # libvirt (the test driver) answers again
+    assert h.state()["health"]["level"] == "green" and h.state()["hypervisor_down_since"] is None
 
 
 def test_libvirt_down_yellow_when_asked(h, tmp_path):

@@ -365,7 +365,8 @@ class GuestService:
         unreachable = False  # the last look could not reach the guest at all
         unreachable_since: float | None = None
         while True:
-            unreachable = False
+            unreachable = agent_silent = False
+            attempt_began = time.monotonic()
             try:
                 with self.connect(self.deadline) as conn:
                     dom = self.running_domain(conn)
@@ -402,18 +403,19 @@ class GuestService:
                 self.log.info(f"{exc.reason}: the service is not installed there, so it is not running")
                 return
             except GuestExecTimedOut as exc:
-                last, unreachable = exc.message, True
+                last, unreachable, agent_silent = exc.message, True, True
             except AgentUnresponsive as exc:
-                last, unreachable = self.agent_problem(exc), True
+                last, unreachable, agent_silent = self.agent_problem(exc), True, True
             except HypervisorUnreachable as exc:
                 last, unreachable = f"hypervisor unreachable: {exc.message}", True
             except VirtError as exc:
                 raise GenericError(f"stop: {self.agent_problem(exc)}") from None
             # A hung agent or hypervisor may come back; the service may take its time to stop.
-            if not unreachable:
+            # the guest agent itself silent (not libvirtd, which may be restarting)
+            if not agent_silent:
                 unreachable_since = None
             elif unreachable_since is None:
-                unreachable_since = time.monotonic()
+                unreachable_since = attempt_began
             gave_up = unreachable_since is not None and time.monotonic() - unreachable_since >= UNREACHABLE_STOP_S
             if self.deadline.remaining() < POLL_S + ATTEMPT_S or gave_up:
                 if unreachable:

@@ -31,6 +31,8 @@ What we remember between invocations (one JSON file under HA_RSCTMP, emptied at 
   utilization  the values last written with crm_attribute
   counters     EDAC and disk error counters of the last monitor (only increases count)
   holds        findings from counter increases, kept for counter_hold seconds
+  hypervisor_down_since  when libvirtd first failed to answer, while it does not
+               (hypervisor_grace); gone once it answers or the check is off
   claim        our red claim while we hold one (withdrawn once the red is out, or at the
                next monitor or stop when a killed monitor left it behind)
 """

@@ -70,8 +70,10 @@ def assess(
             findings.append(
                 hh.judge_hypervisor(uri, error, failure, down_s=down_s, grace_s=p.integer("hypervisor_grace"))
             )
-        elif error:
-            log.debug(f"libvirt not answering ({error}); its checks are skipped")
+        else:
+            state.pop("hypervisor_down_since", None)  # a grace must start afresh when it is on again
+            if error:
+                log.debug(f"libvirt not answering ({error}); its checks are skipped")
     # Checks that need libvirt's facts are skipped when it did not answer: the
     # hypervisor check already reports that, once.
     if p.flag("check_memory") and error is None:

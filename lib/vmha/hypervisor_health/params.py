@@ -52,7 +52,8 @@ PARAMS: tuple[Param, ...] = (
         B,
         "Check that libvirtd answers",
         "Connect to the hypervisor and ask for its version and size; a hypervisor that does not "
-        "answer in time makes the host hypervisor_failure.",
+        "answer in time makes the host yellow, and hypervisor_failure once it has not answered "
+        "for hypervisor_grace seconds.",
         default=True,
         reloadable=True,
     ),

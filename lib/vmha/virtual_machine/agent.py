@@ -43,7 +43,7 @@ from vmha.virt.connection import Connection
 from vmha.virt.domain import DomainState
 from vmha.virt.errors import HypervisorTimeout, HypervisorUnreachable, LeaseHeld
 from vmha.virtual_machine.params import PARAMS
-from vmha.virtual_machine.resource import AGENT, Identity, Resource
+from vmha.virtual_machine.resource import AGENT, DISK_PROBE_S, Identity, Resource
 
 
 class VirtualMachine(Resource):
@@ -220,7 +220,8 @@ class VirtualMachine(Resource):
         # Every libvirt call of the stop keeps that reserve, and libvirt always gets half the time.
         connect_by = self.deadline.earlier(min(max(2.0, self.ctx.timeout_s * 0.25), self.ctx.timeout_s * 0.5))
         pending = self.state.get("start_pending")
-        ended = isinstance(pending, dict)  # a QEMU ran or may have run here: see the end
+        # a QEMU ran or may have run here (its writes may sit in this host's path): see the end
+        ended = isinstance(pending, dict) or started is not None
         try:
             with self.connect(connect_by, keepalive=True) as conn:
                 for ident in idents:
@@ -245,11 +246,8 @@ class VirtualMachine(Resource):
                     self.log.warning(f"hypervisor {self.uri} unreachable ({exc.message}); nothing was started here")
                     return
                 raise GenericError(f"cannot stop: hypervisor {self.uri} unreachable: {exc.message}") from None
-            # libvirtd gave no account of what it ended: whether its QEMU is gone or not,
-            # the storage check at the end applies
-            ended = True
             for ident in idents:
-                kill_qemu(self, ident, exc.message)
+                ended = kill_qemu(self, ident, exc.message) or ended
         self.forget_started()
         if ended and self.is_local_qemu():
             self._no_writes_left_behind(idents[0].name)
@@ -287,7 +285,13 @@ class VirtualMachine(Resource):
         good."""
         from vmha.virt.disk_io import silent
 
-        found = self.disk_problems() if found is None else found
+        if found is None:
+            if self.deadline.remaining() < DISK_PROBE_S / 2 + 1.0:
+                # too little time left to tell a slow answer from none; the check at the
+                # start of the stop had its full time
+                self.log.warning(f"no time left to check the storage of {name}'s disks after its stop")
+                return
+            found = self.disk_problems()
         hung = silent(found)
         if hung:
             self.log.error(

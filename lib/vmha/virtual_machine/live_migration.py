@@ -51,12 +51,12 @@ def migrate_to(res: Resource) -> None:
         except vm_migration.MigrationOptionError as exc:
             raise NotConfigured(str(exc)) from None
         # A migration ends with QEMU flushing its disks: on a path that hangs it can only
-        # run into its timeout, on one that fails it fails (vmha.virt.disk_io).  Refused
-        # now, Pacemaker stops the VM here and starts it on the target.
-        problems = res.disk_problems() if res.is_local_qemu() else {}
-        if problems:
-            path = next(iter(problems))
-            raise GenericError(f"not migrating {dom.name}: disk {path} {problems[path]} on this host")
+        # run into its timeout (vmha.virt.disk_io).  Refused now, Pacemaker stops the VM
+        # here and starts it on the target.  The running domain's disks (hot-plugged ones
+        # too); an error (EACCES on root-squashed NFS, a missing optional medium) is only
+        # logged: the migration itself tells whether it matters.
+        if res.is_local_qemu():
+            _refuse_on_silent_disks(res, dom)
         if res.wants_config_saved():
             save_config(res, dom)
         limit = res.deadline.earlier(abort_reserve)
@@ -77,6 +77,23 @@ def migrate_to(res: Resource) -> None:
                 dconn.close()
     res.log.info(f"domain {ident.name} migrated to {target} in {time.monotonic() - t0:.1f}s")
     res.forget_started()
+
+
+def _refuse_on_silent_disks(res: Resource, dom: Domain) -> None:
+    from vmha.virt import disk_io, domxml
+
+    try:
+        disks = domxml.parse(dom.xml().encode("utf-8")).disks
+    except (VirtError, domxml.DomainXmlError) as exc:
+        res.log.warning(f"cannot read the disks of {dom.name} from libvirt ({exc}); checking the config's")
+        disks = None
+    problems = res.disk_problems(disks=disks)
+    for path, problem in problems.items():
+        if path not in disk_io.silent(problems):
+            res.log.warning(f"disk {path} of {dom.name} {problem} on this host")
+    hung = disk_io.silent(problems)
+    if hung:
+        raise GenericError(f"not migrating {dom.name}: disk {hung[0]} {problems[hung[0]]} on this host")
 
 
 def _follow_migration(res: Resource, dom: Domain, plan: Any, pending: Pending, limit: Deadline, *, t0: float) -> None:

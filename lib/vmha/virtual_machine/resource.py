@@ -124,17 +124,25 @@ class Resource:
         }
         return data, cfg
 
-    def disk_problems(self, within: float = DISK_PROBE_S) -> dict[str, str]:
-        """What ``vmha.virt.disk_io.probe`` finds wrong with the config's disk files on this
-        host, at most ``within`` seconds of it (cut short by the deadline, keeping 1 s); empty
-        when the config cannot be read (the action's own steps report that)."""
+    def disk_problems(self, within: float = DISK_PROBE_S, disks: Any = None) -> dict[str, str]:
+        """What ``vmha.virt.disk_io.probe`` finds wrong with the disks on this host, at most
+        ``within`` seconds of it (cut short by the deadline, keeping 1 s).  ``disks``: the
+        running domain's, when libvirt gave them; else the config's, read inside the same
+        bound (a config on the storage that hangs counts as not answering); empty when the
+        config cannot be read (the action's own steps report that)."""
+        from vmha.deadline import Deadline, run_within
         from vmha.virt import disk_io
 
-        try:
-            _data, cfg = self.read_config()
-        except (NotInstalled, NotConfigured):
-            return {}
-        return disk_io.probe(cfg.disks, max(0.1, min(within, self.deadline.remaining() - 1.0)))
+        limit = Deadline.after(max(0.1, min(within, self.deadline.remaining() - 1.0)))
+        if disks is None:
+            try:
+                done, parsed = run_within(self.read_config, limit.remaining(), name="config")
+            except (NotInstalled, NotConfigured):
+                return {}
+            if not done or parsed is None:
+                return {self.config_path: f"{disk_io.SILENT} within {within:.1f}s (the config file)"}
+            disks = parsed[1].disks
+        return disk_io.probe(disks, max(0.1, limit.remaining()))
 
     def config_identity(self) -> Identity:
         """Name and UUID from ``config``, parsing it only when the file changed.
