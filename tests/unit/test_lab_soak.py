@@ -39,15 +39,15 @@ def test_moments_and_delays() -> None:
 
 
 def test_layer_of() -> None:
-    before = {"vm1": ("ha1", 100, 2), "vm2": ("ha2", 200, 1)}
-    assert soak.layer_of(before, dict(before), ["vm1", "vm2"]) == "none"
-    assert soak.layer_of(before, {"vm1": ("ha1", 101, 3), "vm2": ("ha2", 200, 1)}, ["vm1"]) == "vm"
-    # the highest of the VMs judged
-    assert soak.layer_of(before, {"vm1": ("ha1", 101, 3), "vm2": ("ha1", 201, 2)}, ["vm1", "vm2"]) == "host"
-    # a live migration (new QEMU, no boot) is no restart
-    assert soak.layer_of(before, {"vm1": ("ha2", 102, 2), "vm2": ("ha2", 200, 1)}, ["vm1"]) == "none"
+    before = {"vm1": "ha1", "vm2": "ha2"}
+    assert soak.layer_of(before, {}, ["vm1", "vm2"]) == "none"  # nothing started afresh (a live move)
+    assert soak.layer_of(before, {"vm1": ["ha1"]}, ["vm1"]) == "vm"
+    assert soak.layer_of(before, {"vm2": ["ha1"]}, ["vm1"]) == "none"  # not a VM that is judged
+    # the highest of the VMs judged, and of each VM's starts
+    assert soak.layer_of(before, {"vm1": ["ha1"], "vm2": ["ha1"]}, ["vm1", "vm2"]) == "host"
+    assert soak.layer_of(before, {"vm1": ["ha1", "ha2"]}, ["vm1"]) == "host"
     # a host fenced for the recovery is the host layer, even if its VM came back on it
-    assert soak.layer_of(before, {"vm1": ("ha1", 103, 3), "vm2": ("ha2", 200, 1)}, ["vm1"], fenced=True) == "host"
+    assert soak.layer_of(before, {"vm1": ["ha1"]}, ["vm1"], fenced=True) == "host"
 
 
 def test_judge_recovery_bound_and_lowest_layer() -> None:

@@ -77,7 +77,6 @@ RECOVERY_BOUND_S = 120.0
 SERVICE = "web1"
 SLOW_S = 25  # the slowed launch, past the start timeout below
 START_TIMEOUT_S = 10
-Seen = dict[str, tuple[str | None, int | None, int]]  # vm -> (host it is Started on, its QEMU PID, boots)
 LIBVIRTD_OUT_S = {"libvirtd-killed": 12.0, "libvirtd-hung": 25.0}  # past a monitor's interval
 
 
@@ -130,17 +129,18 @@ class Fault:
         return r
 
 
-def layer_of(before: Seen, after: Seen, vms: list[str], *, fenced: bool = False) -> str:
-    """The highest layer the recovery of ``vms`` touched, from (host, QEMU PID, boots) before
-    and after: a guest that booted again on another host, or any recovery that fenced the
-    host, is ``host``; one that booted again where it ran is ``vm``; a QEMU that changed
-    without a boot (a live migration) or none that changed is ``none`` (the service fault
-    refines that to ``service``)."""
+def layer_of(
+    before: dict[str, str | None], starts: dict[str, list[str]], vms: list[str], *, fenced: bool = False
+) -> str:
+    """The highest layer the recovery of ``vms`` touched: ``before`` is where each ran,
+    ``starts`` where the cluster started it afresh since the fault (successful start
+    operations, by its own alerts: a live migration is a migrate_from, not a start).  A
+    start elsewhere, or a fencing of the host, is ``host``; a start where it ran ``vm``;
+    none ``none`` (the service fault refines that to ``service``)."""
     layer = "host" if fenced else "none"
     for vm in vms:
-        (h0, _p0, b0), (h1, _p1, b1) = before[vm], after[vm]
-        if b1 > b0:
-            layer = max(layer, "vm" if h1 == h0 else "host", key=LAYERS.index)
+        for where in starts.get(vm, []):
+            layer = max(layer, "vm" if where == before.get(vm) else "host", key=LAYERS.index)
     return layer
 
 
@@ -217,20 +217,6 @@ def setup(lab: Lab, log: Callable[[str], None]) -> None:
     health.enable(lab)
     scenarios.writers_ready(lab)
     log("soak: 2 VMs (guest checks, slowable emulator), GuestService web1 in vm1, health on")
-
-
-def _snapshot(lab: Lab, before: Seen | None = None) -> Seen:
-    """Where each VM runs, its QEMU and its boots; with ``before``: a VM whose QEMU changed is
-    given time to reach its boot mark (else a restart would look like a live migration)."""
-    where = scenarios.locations(lab)
-    seen: Seen = {}
-    for vm in lab.state.vms:
-        h = where.get(vm)
-        pid = scenarios.qemu_pid(lab, h, vm) if h else None
-        if before is not None and (before[vm][0], before[vm][1]) != (h, pid):
-            scenarios.wait_boots(lab, vm, before[vm][2] + 1, 30.0)
-        seen[vm] = (h, pid, scenarios.boots(lab, vm) or 0)
-    return seen
 
 
 def _vm_back(lab: Lab, vm: str, old_pid: int | None, timeout: float) -> float | None:
@@ -361,7 +347,12 @@ def one_fault(lab: Lab, p: Planned, t_soak: float, log: Callable[[str], None]) -
         # VM shows as moving (or give up after 5 s: the fault then lands just before it)
         wait_until(lambda: (s := lab.crm()) and (r := s.resources.get(vm)) and not r.started_on, 5, 0.1)
     time.sleep(p.delay_s)
-    before = _snapshot(lab)
+    if p.moment != "migrating":
+        # where the VM is now: the cluster may have moved it during the delay (a host that
+        # came back from a reset takes its VMs back, for one)
+        now = scenarios.all_started(lab, 60) or {}
+        host = now.get(vm) or host
+    before = scenarios.locations(lab)
     if p.moment == "migrating":
         # the VM may count as on either host: a boot on the target is not a host change
         f.detail["migrating_from"] = host
@@ -377,11 +368,15 @@ def one_fault(lab: Lab, p: Planned, t_soak: float, log: Callable[[str], None]) -
         lab.pcs("resource", "clear", vm)
     if scenarios.all_started(lab, RECOVERY_BOUND_S) is None:
         f.problems.append(f"not every VM Started {RECOVERY_BOUND_S:.0f}s after the fault")
-    after = _snapshot(lab, before)
+    found = lab.events(t_fault)
+    starts: dict[str, list[str]] = {}
+    for e in found:
+        if e.kind == "resource" and e.task == "start" and e.ok and e.rsc in before:
+            starts.setdefault(e.rsc, []).append(e.node)
     # whose recovery is judged: a host-wide fault's, every VM that was on the host
-    hit = [v for v, (h, _p, _b) in before.items() if h == host] if p.kind in HOST_WIDE else []
-    fenced = any(e.kind == "fencing" and e.node == host and e.rc == 0 for e in lab.events(t_fault))
-    f.layer = layer_of(before, after, hit or [vm], fenced=fenced)
+    hit = [v for v, h in before.items() if h == host] if p.kind in HOST_WIDE else []
+    fenced = any(e.kind == "fencing" and e.node == host and e.rc == 0 for e in found)
+    f.layer = layer_of(before, starts, hit or [vm], fenced=fenced)
     f.detail["host_fenced"] = fenced
     if p.kind == "service-killed" and f.layer == "none" and f.recovered_s is not None:
         f.layer = "service"
