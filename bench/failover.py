@@ -38,16 +38,13 @@ import json
 import os
 import sys
 import time
-import traceback
 from typing import Any
 
 import reports  # bench/reports.py: the figures, unknown kept null
+from labrun import run_in_lab  # bench/labrun.py: up, checker, body, down
 from vmha.lab import image, scenarios
-from vmha.lab.checker import DoubleRunChecker
 from vmha.lab.config import LabConfig
 from vmha.lab.lab import OCF_ROOT, Lab, LabError
-from vmha.lab.signals import interrupts_as_exceptions
-from vmha.ocf.runner import CommandError
 
 
 def say(msg: str) -> None:
@@ -124,39 +121,26 @@ def main(argv: list[str]) -> int:
         agents.remove("vmha")
     for agent in requested:
         report[agent] = None  # not measured until bench_agent says otherwise
-    checker = None
-    completed = False
-    double_runs: list[dict[str, Any]] | None = None
-    samples: int | None = None
-    try:
+
+    def check() -> None:
         if not agents:
             raise LabError(f"no agent to bench (--agents {args.agents})")
-        lab = Lab(log=say)
-        with interrupts_as_exceptions():
-            try:
-                # the agents' speed: without the partition fencing delays (they add
-                # priority-fencing-delay to a failover of the busier host, for either agent)
-                report["up"] = lab.up(LabConfig(nodes=2, agent=agents[0], vms=0, fencing_delays=False))
-                checker = DoubleRunChecker(lab.hosts, lab.host_pid).start()
-                for agent in agents:
-                    bench_agent(lab, agent, args.rounds, report)
-                completed = True
-            finally:
-                if checker:
-                    checker.stop()
-                    double_runs = [i.to_json() for i in checker.incidents]
-                    samples = checker.tracker.samples
-                report["down_problems"] = lab.down()
-    except KeyboardInterrupt:
-        report["error"] = "interrupted"
-    except (LabError, CommandError, OSError) as exc:
-        report["error"] = str(exc)
-    except Exception as exc:  # noqa: BLE001 - a bug: its traceback on stderr, the JSON still last
-        traceback.print_exc(file=sys.stderr)
-        report["error"] = f"{type(exc).__name__}: {exc}"
+
+    def body(lab: Lab) -> None:
+        for agent in agents:
+            bench_agent(lab, agent, args.rounds, report)
+
+    # the agents' speed: without the partition fencing delays (they add
+    # priority-fencing-delay to a failover of the busier host, for either agent)
+    cfg = LabConfig(nodes=2, agent=agents[0] if agents else "vmha", vms=0, fencing_delays=False)
+    run = run_in_lab(report, cfg, body, log=say, check=check)
     # ok: completed, every requested agent measured and ok, the checker watched and saw none
     report = reports.failover_report(
-        report, requested, completed=completed, double_runs=double_runs, double_run_samples=samples
+        report,
+        requested,
+        completed=run.completed,
+        double_runs=run.double_runs,
+        double_run_samples=run.double_run_samples,
     )
     print(json.dumps(report, sort_keys=True), flush=True)
     return 0 if report["ok"] else 1

@@ -40,16 +40,14 @@ import argparse
 import json
 import os
 import sys
-import traceback
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import reports  # bench/reports.py: median, ratio, the double-run verdict
+from labrun import run_in_lab  # bench/labrun.py: up, checker, body, down
 from vmha.lab import health, image, scenarios, vmcp
-from vmha.lab.checker import DoubleRunChecker
 from vmha.lab.config import AGENTS, LabConfig
 from vmha.lab.lab import OCF_ROOT, Lab, LabError, wait_until
-from vmha.lab.signals import interrupts_as_exceptions
 from vmha.ocf.runner import CommandError
 
 MODES = ("cut", "hang")
@@ -301,42 +299,31 @@ def main(argv: list[str]) -> int:
     base["down_problems"] = None
     for agent in agents:
         base[agent] = None  # not measured until bench_agent says otherwise
-    checker = None
-    completed = False
-    double_runs: list[dict[str, Any]] | None = None
-    samples: int | None = None
-    try:
+
+    def check() -> None:
         # HypervisorHealth turns the host red for either agent: without it nothing moves
         needed = ["HypervisorHealth"] + (["VirtualMachine"] if "vmha" in agents else [])
         missing = [n for n in needed if not os.path.exists(os.path.join(OCF_ROOT, "vmha", n))]
         if missing:
             raise LabError(f"{', '.join(f'ocf:vmha:{n}' for n in missing)} not installed (make install)")
-        lab = Lab(log=say)
-        with interrupts_as_exceptions():
-            try:
-                # the fencing delays stay as a user has them: a storage loss is no partition
-                # (priority-fencing-delay weighs only the fencing of a lost node), but the
-                # tie-breaker's pcmk_delay_base also delays a fencing of ha1 for a failed stop
-                # (hang), which each round's "host" tells
-                base["up"] = lab.up(LabConfig(nodes=2, agent=agents[0], vms=0))
-                checker = DoubleRunChecker(lab.hosts, lab.host_pid).start()
-                for agent in agents:
-                    bench_agent(lab, agent, args, modes, base)
-                completed = True
-            finally:
-                if checker:
-                    checker.stop()
-                    double_runs = [i.to_json() for i in checker.incidents]
-                    samples = checker.tracker.samples
-                base["down_problems"] = lab.down()
-    except KeyboardInterrupt:
-        base["error"] = "interrupted"
-    except (LabError, CommandError, OSError) as exc:
-        base["error"] = str(exc)
-    except Exception as exc:  # noqa: BLE001 - a bug: its traceback on stderr, the JSON still last
-        traceback.print_exc(file=sys.stderr)
-        base["error"] = f"{type(exc).__name__}: {exc}"
-    out = report(base, agents, modes, completed=completed, double_runs=double_runs, double_run_samples=samples)
+
+    def body(lab: Lab) -> None:
+        for agent in agents:
+            bench_agent(lab, agent, args, modes, base)
+
+    # the fencing delays stay as a user has them: a storage loss is no partition
+    # (priority-fencing-delay weighs only the fencing of a lost node), but the
+    # tie-breaker's pcmk_delay_base also delays a fencing of ha1 for a failed stop
+    # (hang), which each round's "host" tells
+    run = run_in_lab(base, LabConfig(nodes=2, agent=agents[0], vms=0), body, log=say, check=check)
+    out = report(
+        base,
+        agents,
+        modes,
+        completed=run.completed,
+        double_runs=run.double_runs,
+        double_run_samples=run.double_run_samples,
+    )
     print(json.dumps(out, sort_keys=True), flush=True)
     return 0 if out["ok"] else 1
 
