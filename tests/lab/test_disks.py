@@ -90,6 +90,48 @@ def test_a_second_copy_is_refused_by_the_disk_lease(watched: Lab) -> None:
     assert w["writes_lost"] == 0, w
 
 
+def test_a_paused_guest_holds_no_lease_and_cannot_resume_while_another_copy_does(watched: Lab) -> None:
+    """libvirt's lock manager gives a disk's lease up when its guest is paused and takes it
+    again on resume: a guest paused on a host that lost its storage leaves the lease to the
+    copy the cluster starts elsewhere, and can never resume (write) while that copy holds
+    it.  Shown both ways round with the cluster's guards off: the running guest paused, a
+    second copy created paused on the peer (which it could not be while the first ran),
+    the first resumed, and the second's resume refused; no second boot, nothing lost."""
+    lab = watched
+    vm = lab.state.vms[0]
+    host = where(lab, vm)
+    peer = other(lab, host)
+    pid = scenarios.qemu_pid(lab, host, vm)
+    booted = scenarios.boots(lab, vm)
+    assert pid and booted
+    xml = os.path.join(lab.paths.vm_dir, f"{vm}.xml")
+
+    def virsh(on: str, *args: str) -> tuple[bool, str]:
+        r = lab.exec(on, ["virsh", "-c", "qemu:///system", *args])
+        return r.ok, r.stdout + r.stderr
+
+    lab.pcs("resource", "unmanage", vm)
+    try:
+        assert virsh(host, "suspend", vm)[0]
+        made, out = virsh(peer, "create", "--paused", xml)
+        assert made, f"a paused guest kept its lease: {out}"
+        assert virsh(host, "resume", vm)[0], "the first copy could not take its lease back"
+        resumed, out = virsh(peer, "resume", vm)
+        assert not resumed and "resource busy" in out and "is locked" in out, out
+        assert virsh(peer, "domstate", vm)[1].split()[0] == "paused"
+    finally:
+        virsh(peer, "destroy", vm)
+        virsh(host, "resume", vm)
+        lab.pcs("resource", "manage", vm)
+    assert scenarios.qemu_pid(lab, peer, vm) is None, "a second QEMU runs"
+    assert scenarios.qemu_pid(lab, host, vm) == pid
+    assert scenarios.boots(lab, vm) == booted, "the guest booted a second time"
+    n = acks(lab, vm)
+    time.sleep(2 * writes.INTERVAL_S + 0.5)
+    assert acks(lab, vm) > n, "the running guest stopped writing"
+    assert scenarios.written(lab, [vm])["writes_lost"] == 0
+
+
 @only_vmha
 def test_validate_warns_of_an_unleased_disk_and_require_disk_leases_refuses(watched: Lab) -> None:
     lab = watched

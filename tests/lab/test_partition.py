@@ -28,3 +28,23 @@ def test_a_partition_leaves_exactly_the_chosen_host(watched: Lab) -> None:
     assert set(result.vms_elsewhere.values()) <= set(expected)
     assert result.writes["writes_lost"] == 0, result.writes
     assert result.rejoin_s is not None, "the fenced host did not rejoin once reconnected"
+
+
+def test_the_priority_keeps_the_busier_host_even_when_it_is_the_one_cut_off(watched: Lab) -> None:
+    # Every VM on ha2, then ha2 loses its link: the tie delay would let ha1 win, so ha2
+    # surviving is priority-fencing-delay's doing (fencing a node with more priority waits).
+    lab = watched
+    busy = lab.hosts[1]
+    for vm, host in scenarios.locations(lab).items():
+        if host != busy:
+            scenarios.migrate(lab, vm, busy)
+    assert set(scenarios.locations(lab).values()) == {busy}
+    assert partition.expected_survivors(lab, busy) == [busy]
+    result = partition.partition(lab, busy)
+    print(json.dumps(result.to_json(), sort_keys=True), file=sys.stderr)
+    assert result.survivors == [busy], result.to_json()
+    assert result.fenced == [lab.hosts[0]], result.to_json()
+    assert set(result.vms_elsewhere) == set(lab.state.vms)
+    assert set(result.vms_elsewhere.values()) == {busy}
+    assert result.writes["writes_lost"] == 0, result.writes
+    assert result.rejoin_s is not None, "the fenced host did not rejoin once reconnected"

@@ -2,8 +2,8 @@
 is down, vmha.lab.soak's faults at their random moments, every invariant held.  The seed is
 fixed so a red CI replays (``vmha lab soak --faults 8 --seed N``); VMHA_SOAK_SEED picks
 another, and ``make bench-soak`` runs the long one with a new seed.  Asserted for every fault:
-no double run, no acknowledged write lost, every VM back within the bound; the layer each
-recovery took is in the report (its ``ok``) and printed, not yet asserted here (issue note)."""
+no double run, no acknowledged write lost, every VM back within the bound, and recovery at
+the lowest layer that works (vmha.lab.soak.EXPECTED_LAYER)."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ def test_short_soak() -> None:
     assert result["writes_lost"] == 0 and result["double_run_seen"] is False, result
     unrecovered = [f for f in result["faults"] if any("layer" not in p for p in f["problems"])]
     assert not unrecovered, f"seed {SEED}: {json.dumps(unrecovered)}"
-    # the layer: reported (the JSON's ok is false for it), asserted only once the open
-    # findings are closed (issue note: a frozen guest's VM restarted on the other host)
-    layers = [f"{f['kind']}: {p}" for f in result["faults"] for p in f["problems"]]
-    print(f"layer findings (seed {SEED}): {layers or 'none'}", file=sys.stderr)
+    # the lowest layer that works, every fault (a service ban that moved its VM is the one
+    # known limit, README "The soak": marked in the fault's detail and expected as such)
+    layers = [f"{f['kind']}: {p}" for f in result["faults"] for p in f["problems"] if "layer" in p]
+    assert not layers, f"seed {SEED}: {layers}: {json.dumps(result['faults'])}"
     assert not problems, f"lab did not come down cleanly: {problems}"

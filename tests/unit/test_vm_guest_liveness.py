@@ -165,3 +165,25 @@ def test_guest_check_command_refuses_shell_syntax(vm: Cluster) -> None:
     # the one guest-command rule (GuestService's too): a glob or a quoted metacharacter as well
     for bad in ("pg_isready", "/bin/sh -c 'x; y'", "/bin/true && reboot", "/bin/echo $(id)", "/bin/ls /srv/*"):
         assert vm.run("validate-all", guest_check_command=bad).rc == OcfRc.ERR_CONFIGURED, bad
+
+
+@pytest.mark.parametrize("answers_again", [False, True])
+def test_stop_after_a_failed_liveness_forces_the_guest_off(vm: Cluster, ga: Agent, answers_again: bool) -> None:
+    # A hung guest ignores the shutdown request: the stop that follows the monitor's
+    # "not alive" goes straight to destroy instead of waiting out shutdown_timeout.
+    rec = vm.local.add_domain(domain_xml(), persistent=True, running=False)
+    rec.ignore_shutdown = True
+    started_long_ago(vm)
+    ga.mode = "unresponsive"
+    assert monitor(vm, 10, guest_misses=1)[0] == OcfRc.ERR_GENERIC
+    if answers_again:  # the verdict is for the last monitor only
+        ga.mode = "ok"
+        assert monitor(vm, 10, guest_misses=1)[0] == OcfRc.SUCCESS
+    out = vm.run("stop", persistent=True, shutdown_timeout=3)
+    assert out.rc == OcfRc.SUCCESS and not rec.active
+    asked = vm.local.called("shutdownFlags")
+    if answers_again:
+        assert asked and out.seconds >= 3  # a guest that answers is asked, and given its time
+    else:
+        assert not asked and out.seconds < 2
+        assert "judged not alive" in out.log

@@ -387,6 +387,15 @@ def one_fault(lab: Lab, p: Planned, t_soak: float, log: Callable[[str], None]) -
         f.layer = "service"
     if p.moment == "migrating" and f.layer == "host" and EXPECTED_LAYER[p.kind] != "host":
         f.layer = "vm"  # it was leaving its host anyway: a boot on the target is the VM's restart
+    # what failed on the way (a layer finding's first clue): every failed operation but the
+    # monitor failures that are the fault's own detection
+    failed = [
+        f"{e.rsc} {e.task} on {e.node}: {e.desc}"
+        for e in found
+        if e.kind == "resource" and not e.ok and e.task != "monitor" and e.desc != "Cancelled"
+    ]
+    if failed:
+        f.detail["failed_ops"] = failed
     service_failed = any(e.kind == "resource" and e.rsc == SERVICE and e.task == "start" and not e.ok for e in found)
     if service_failed and vm == "vm1" and f.layer == "host" and EXPECTED_LAYER[p.kind] == "vm":
         # a known limit, reported rather than failed (README, "The soak"): the service's

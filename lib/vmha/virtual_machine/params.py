@@ -398,8 +398,10 @@ PARAMS: tuple[Param, ...] = (
         SEL,
         "When the guest is not alive",
         "What the monitor reports once the guest agent stayed silent guest_misses times: "
-        "'restart' (1: Pacemaker restarts the VM, or moves it), 'degraded' (190: shown, left "
-        "alone) or 'ignore' (0, with a log line).",
+        "'restart' (1: Pacemaker restarts the VM, or moves it; the stop that follows forces "
+        "the guest off at once, with no shutdown request and no snapshot, as a hung guest "
+        "cannot act on either), 'degraded' (190: shown, left alone) or 'ignore' (0, with a "
+        "log line).",
         default="restart",
         options=("restart", "degraded", "ignore"),
         reloadable=True,

@@ -31,6 +31,13 @@ def stop_domain(res: Resource, conn: Connection, ident: Identity) -> bool:
     if not status.active:
         return False
     force = res.p.flag("force_stop")
+    if not force and judged_not_alive(res, dom):
+        # The monitor failed it for not answering (on_guest_failure=restart), the way vSphere
+        # HA's VM monitoring resets a guest whose heartbeat stopped: a hung guest cannot act
+        # on a shutdown request (waiting would only burn shutdown_timeout before recovery),
+        # and saving it to a snapshot would restore the hang.
+        res.log.warning(f"guest {dom.name} was judged not alive by the monitor: forcing it off")
+        force = True
     if not force and res.p.text("snapshot") and save_to_snapshot(res, dom):
         return True
     if res.wants_config_saved():
@@ -43,6 +50,20 @@ def stop_domain(res: Resource, conn: Connection, ident: Identity) -> bool:
         graceful_shutdown(res, dom)
     force_off(dom)
     return True
+
+
+def judged_not_alive(res: Resource, dom: Domain) -> bool:
+    """Whether the monitor's last liveness verdict on this very domain instance (libvirt's
+    UUID and domain ID, as guest_check keeps them) was FAILED under the restart policy."""
+    live = res.state.get("liveness")
+    if not isinstance(live, dict) or live.get("phase") != "failed":
+        return False
+    if res.p.text("on_guest_failure") != "restart":
+        return False
+    try:
+        return bool(live.get("instance") == f"{dom.uuid()}:{dom.domain_id()}")
+    except VirtError:
+        return False
 
 
 def settle_abandoned_start(res: Resource, conn: Connection, ident: Identity, *, stop_it: bool = True) -> bool:
