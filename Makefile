@@ -15,7 +15,8 @@ AGENTS       := VirtualMachine GuestService HypervisorHealth
 DEB_PACKAGES := pacemaker corosync pcs pacemaker-cli-utils resource-agents fence-agents \
                 libvirt-daemon-system libvirt-clients qemu-system-x86 qemu-utils \
                 python3-libvirt python3-lxml python3-venv libxml2-utils \
-                busybox-static qemu-guest-agent cpio kmod iproute2 procps util-linux bindfs
+                busybox-static qemu-guest-agent cpio kmod iproute2 procps util-linux bindfs \
+                postgresql-15 mariadb-server-core mariadb-client-core openssl
 
 .PHONY: all deps venv lint typecheck test pytest test-py39 install install-deb uninstall bench bench-failover bench-storage bench-soak demo clean
 
@@ -27,6 +28,10 @@ deps:
 	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	    echo "installing Debian packages:" $$missing; \
+	    if echo " $$missing " | grep -q ' postgresql-15 ' && [ ! -e /etc/postgresql-common/createcluster.d/vmha-tests.conf ]; then \
+	        mkdir -p /etc/postgresql-common/createcluster.d && \
+	        echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.d/vmha-tests.conf; \
+	    fi; \
 	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
 

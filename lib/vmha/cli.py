@@ -9,6 +9,8 @@ from vmha import __version__
 USAGE = """usage: vmha <command> [args]
 
 commands:
+  path-check URL...         GuestService's client-path checks by hand (tcp://, http(s)://,
+                            postgresql://, mysql://): 0 healthy, 1 not, 2 bad input
   lab up|status|down|demo   a real Pacemaker + libvirt cluster of namespace hosts on this machine
   version                   print the version
 
@@ -26,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     if command in ("version", "--version"):
         print(f"vmha {__version__}")
         return 0
+    if command == "path-check":
+        from vmha import path_check
+
+        return path_check.main(rest)
     if command == "lab":
         import importlib
 

@@ -140,9 +140,15 @@ def test_validate_all_accepts_good_parameters(tmp_path):
         ({"service": "nginx", "manager": "upstart"}, "not one of"),
         ({"service": "nginx", "tcp_check": "web1"}, "tcp_check"),
         ({"service": "nginx", "tcp_check": "web1:99999"}, "tcp_check"),
-        ({"service": "nginx", "http_check": "https://web1/"}, "https"),
+        ({"service": "nginx", "http_check": "gopher://web1/"}, "not an http:// or https:// URL"),
         ({"service": "nginx", "http_check": "http://u:p@web1/"}, "password"),
-        ({"service": "nginx", "http_status": "42"}, "below the minimum"),
+        ({"service": "nginx", "http_status": "42"}, "not a status from 100 to 599"),
+        ({"service": "nginx", "http_status": "200,abc"}, "not a list of statuses"),
+        ({"service": "nginx", "db_check": "redis://web1:6379"}, "not a postgresql:// or mysql:// URL"),
+        ({"service": "nginx", "db_check": "postgresql://web1:70000/app"}, "port '70000' is not a number"),
+        ({"service": "nginx", "db_check": "postgresql://app:pw@web1/app"}, "use db_password_file"),
+        ({"service": "nginx", "db_check": "mysql://web1", "db_require_primary": "true"}, "needs a login"),
+        ({"service": "nginx", "db_password_file": "etc/pw"}, "not an absolute path"),
         ({"service": "nginx", "agent_timeout": "1"}, "below the minimum"),
         ({"service": "nginx", "hypervisor": "qemu:///system extra"}, "URI"),
         ({"service": "nginx", "bogus": "1"}, "unknown parameter 'bogus'"),
@@ -625,3 +631,26 @@ def test_start_waits_for_the_client_path(guest, closed_port):
     assert run.rc == 1 and run.seconds < 4.0
     assert "port closed" in run.reason
     assert guest.read()["services"]["nginx"] == "active"  # started, but clients cannot reach it
+
+
+def test_validate_all_and_the_db_password_file(tmp_path):
+    """db_password_file: a file only root can read, or validate-all refuses it with one
+    reason (6: fix the mode; 5: not on this host); its content never reaches any output."""
+    pw = tmp_path / "db.pw"
+    pw.write_text("s3cret-Value\n")
+    params = {"domain": "web1", "service": "postgresql", "db_check": "postgresql://app@10.0.0.5/app"}
+    cases = ((0o600, 0, ""), (0o640, 6, "is mode 0640, open to others: chmod 600 /"), (0o604, 6, "mode 0604"))
+    for mode, rc, words in cases:
+        pw.chmod(mode)
+        run = run_agent("validate-all", env_for({**params, "db_password_file": str(pw)}, tmp_path), agent=AGENT)
+        assert run.rc == rc, run.stderr
+        assert words in run.reason
+        assert "s3cret" not in run.stderr + run.stdout
+        _no_traceback(run)
+    missing = {**params, "db_password_file": str(tmp_path / "none")}
+    run = run_agent("validate-all", env_for(missing, tmp_path), agent=AGENT)
+    assert run.rc == 5 and "does not exist on this host" in run.reason, run.stderr
+    link = tmp_path / "link.pw"
+    link.symlink_to(pw)
+    run = run_agent("validate-all", env_for({**params, "db_password_file": str(link)}, tmp_path), agent=AGENT)
+    assert run.rc == 6, run.stderr  # O_NOFOLLOW: a symlink is not taken for the file

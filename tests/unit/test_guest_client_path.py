@@ -43,6 +43,8 @@ class Handler(BaseHTTPRequestHandler):
             code = int(self.path.rsplit("/", 1)[1])
         else:
             code = 200
+        if self.path == "/slow":
+            time.sleep(0.3)
         self.send_response(code)
         if code == 302:
             self.send_header("Location", "/elsewhere")
@@ -115,7 +117,9 @@ def test_tcp_name_error():
 
 def test_http_200_and_what_is_sent(http_server):
     target = cc.parse_http(f"http://127.0.0.1:{http_server}/health?x=1")
-    assert client_path.http_get(target, 2.0) == cc.HttpOutcome(200)
+    got = client_path.http_get(target, 2.0)
+    assert got._replace(seconds=None) == cc.HttpOutcome(200)
+    assert got.seconds is not None and 0 < got.seconds < 2.0
     (req,) = Handler.seen
     assert req["path"] == "/health?x=1"
     assert req["host"] == f"127.0.0.1:{http_server}"
@@ -190,3 +194,66 @@ def test_a_host_name_that_cannot_be_encoded_is_an_error_not_an_exception():
     assert outcome is TcpOutcome.ERROR and detail
     got = client_path.http_get(HttpTarget(f"http://{label}/", label, 80, "/", label), 1.0)
     assert got.status is None and not got.timed_out
+
+
+@pytest.fixture(scope="module")
+def tls_cert(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1 (openssl, as an operator would make one)."""
+    import subprocess
+
+    d = tmp_path_factory.mktemp("tls")
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vmha-test",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return d / "cert.pem", d / "key.pem"
+
+
+@pytest.fixture
+def https_server(tls_cert):
+    import ssl
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(tls_cert[0]), str(tls_cert[1]))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_https_verifies_the_certificate_unless_told_otherwise(https_server, tls_cert):
+    target = cc.parse_http(f"https://127.0.0.1:{https_server}/health")
+    assert target.tls and target.port == https_server
+    refused = client_path.http_get(target, 3.0)
+    assert refused.status is None and refused.error.startswith("certificate verify failed: self"), refused
+    assert cc.judge_http(target, refused, 200, 3.0).reason.startswith(f"HTTP error: {target.url}: certificate verify")
+    assert client_path.http_get(target, 3.0, ca_file=str(tls_cert[0])).status == 200
+    assert client_path.http_get(target, 3.0, insecure=True).status == 200
+    other = cc.parse_http(f"https://localhost:{https_server}/health")  # the name is not in the certificate
+    assert client_path.http_get(other, 3.0, ca_file=str(tls_cert[0])).error.startswith("certificate verify failed")
+
+
+def test_http_statuses_body_and_latency(http_server):
+    base = f"http://127.0.0.1:{http_server}"
+    ok_range = cc.parse_statuses("200-299,301")
+    assert ok_range == ((200, 299), (301, 301))
+    t = cc.parse_http(base + "/status/204")
+    assert cc.judge_http(t, client_path.http_get(t, 2.0), ok_range, 2.0).ok
+    t = cc.parse_http(base + "/status/500")
+    assert cc.judge_http(t, client_path.http_get(t, 2.0), ok_range, 2.0).reason.endswith("(expected 200-299,301)")
+    t = cc.parse_http(base + "/health")
+    found = client_path.http_get(t, 2.0, body="ok")
+    assert found.body_found is True and cc.judge_http(t, found, 200, 2.0, body="ok").ok
+    missing = client_path.http_get(t, 2.0, body="healthy")
+    reason = cc.judge_http(t, missing, 200, 2.0, body="healthy").reason
+    assert reason == f"HTTP body: {t.url} answered 200 without 'healthy'"
+    slow = cc.parse_http(base + "/slow")
+    answer = client_path.http_get(slow, 2.0)
+    assert answer.seconds is not None and answer.seconds >= 0.3
+    reason = cc.judge_http(slow, answer, 200, 2.0, max_latency_ms=100).reason
+    assert reason.startswith(f"HTTP slow: {slow.url} answered in ") and reason.endswith("ms (ceiling 100 ms)")
+    assert cc.judge_http(slow, answer, 200, 2.0, max_latency_ms=5000).ok

@@ -218,7 +218,6 @@ def test_parse_http(url, host, port, path, header):
 @pytest.mark.parametrize(
     ("url", "why"),
     [
-        ("https://web/", "https is not supported"),
         ("ftp://web/", "not an http"),
         ("web/health", "not an http"),
         ("http://user:pw@web/", "user or password"),

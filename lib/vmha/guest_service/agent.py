@@ -22,13 +22,14 @@ probe leads to a stop, and a stop that cannot reach the service fails and fences
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, NoReturn
 
 from vmha import __version__
 from vmha.agent_common import handler
 from vmha.guest_service.params import PARAMS
-from vmha.ocf.codes import GenericError, NotConfigured, NotRunning
+from vmha.ocf.codes import GenericError, NotConfigured, NotInstalled, NotRunning
 from vmha.ocf.context import OcfContext
 from vmha.ocf.dispatch import watchdog_margin
 from vmha.ocf.log import Log
@@ -135,10 +136,42 @@ class GuestService:
             raise NotConfigured(str(exc)) from None
 
     def validate(self) -> None:
-        """Parameters only: the domain may run on another host. Raises NotConfigured."""
+        """Parameters, and this host's files they name: the domain may run on another host.
+        Raises NotConfigured, NotInstalled."""
         self.commands()
-        if self.p.text("http_check") == "" and self.p.is_set("http_status"):
-            self.log.warning("http_status is set but http_check is empty: no HTTP check runs")
+        p = self.p
+        if p.text("http_check") == "":
+            unused = [n for n in ("http_status", "http_body", "http_ca_file", "http_insecure") if p.is_set(n)]
+            if unused:
+                self.log.warning(f"{', '.join(unused)} set but http_check is empty: no HTTP check runs")
+        elif p.text("http_ca_file") and not os.path.isfile(p.text("http_ca_file")):
+            raise NotInstalled(f"http_ca_file {p.text('http_ca_file')} is not a file on this host")
+        db = p.text("db_check")
+        if not db:
+            if p.text("db_password_file") or p.flag("db_require_primary"):
+                self.log.warning("db_password_file or db_require_primary set but db_check is empty")
+            return
+        from vmha.verdicts.db_checks import parse_db
+
+        target = parse_db(db)  # the parameter's own check passed: cannot raise
+        if p.flag("db_require_primary") and target.kind == "mysql" and not target.user:
+            raise NotConfigured("db_require_primary needs a login: name the user in db_check (mysql://user@host)")
+        if p.text("db_password_file"):
+            self.db_password()
+
+    def db_password(self) -> str | None:
+        """db_password_file's password, None without one. Raises NotConfigured, NotInstalled."""
+        path = self.p.text("db_password_file")
+        if not path:
+            return None
+        from vmha.guest_service.db_client import read_password_file
+
+        if not os.path.exists(path):
+            raise NotInstalled(f"db_password_file {path} does not exist on this host")
+        try:
+            return read_password_file(path)
+        except ValueError as exc:
+            raise NotConfigured(str(exc)) from None
 
     def validate_all(self) -> None:
         self.validate()
@@ -220,27 +253,53 @@ class GuestService:
         """The reason the first failing client-path check gives, or ''."""
         from vmha.verdicts import client_checks
 
-        tcp = self.p.text("tcp_check")
-        http = self.p.text("http_check")
-        if not tcp and not http:
+        p = self.p
+        tcp, http, db = p.text("tcp_check"), p.text("http_check"), p.text("db_check")
+        if not tcp and not http and not db:
             return ""
         from vmha.guest_service import client_path
 
         if tcp:
             target = client_checks.parse_tcp(tcp)
-            timeout = min(float(self.p.integer("tcp_timeout")), self.deadline.remaining())
+            timeout = min(float(p.integer("tcp_timeout")), self.deadline.remaining())
             outcome, detail = client_path.tcp_connect(target, timeout)
             result = client_checks.judge_tcp(target, outcome, timeout, detail)
             if not result.ok:
                 return result.reason
         if http:
             htarget = client_checks.parse_http(http)
-            timeout = min(float(self.p.integer("http_timeout")), self.deadline.remaining())
-            answer = client_path.http_get(htarget, timeout)
-            result = client_checks.judge_http(htarget, answer, self.p.integer("http_status"), timeout)
+            timeout = min(float(p.integer("http_timeout")), self.deadline.remaining())
+            answer = client_path.http_get(
+                htarget,
+                timeout,
+                body=p.text("http_body"),
+                ca_file=p.text("http_ca_file"),
+                insecure=p.flag("http_insecure"),
+            )
+            statuses = client_checks.parse_statuses(p.text("http_status"))
+            ceiling = p.integer("http_max_latency_ms")
+            result = client_checks.judge_http(
+                htarget, answer, statuses, timeout, body=p.text("http_body"), max_latency_ms=ceiling
+            )
             if not result.ok:
                 return result.reason
+        if db:
+            return self.db_problem(db)
         return ""
+
+    def db_problem(self, url: str) -> str:
+        from vmha.guest_service.db_client import db_check
+        from vmha.verdicts.db_checks import judge_db, parse_db
+
+        target = parse_db(url)
+        try:
+            password = self.db_password()
+        except (NotConfigured, NotInstalled) as exc:
+            return f"db check: {exc.reason}"
+        timeout = min(float(self.p.integer("db_timeout")), self.deadline.remaining())
+        outcome = db_check(target, password, timeout)
+        result = judge_db(target, outcome, require_primary=self.p.flag("db_require_primary"), timeout_s=timeout)
+        return "" if result.ok else result.reason
 
     # -- monitor ---------------------------------------------------------------------------
 
@@ -259,6 +318,8 @@ class GuestService:
             reserve += float(self.p.integer("tcp_timeout"))
         if self.p.text("http_check"):
             reserve += float(self.p.integer("http_timeout"))
+        if self.p.text("db_check"):
+            reserve += float(self.p.integer("db_timeout"))
         return min(reserve, self.ctx.timeout_s * 0.4)
 
     def monitor(self) -> None:

@@ -9,7 +9,7 @@ from vmha.verdicts import client_checks
 from vmha.verdicts.guest_command import RefusedCommand, param_check
 from vmha.verdicts.service_status import MANAGERS, check_service_name
 
-S, INT, SEL = ParamType.STRING, ParamType.INTEGER, ParamType.SELECT
+S, INT, SEL, BOOL = ParamType.STRING, ParamType.INTEGER, ParamType.SELECT, ParamType.BOOLEAN
 
 
 def _domain(value: Value) -> str | None:
@@ -40,6 +40,31 @@ def _http(value: Value) -> str | None:
         client_checks.parse_http(str(value))
     except client_checks.CheckConfigError as exc:
         return str(exc)
+    return None
+
+
+def _statuses(value: Value) -> str | None:
+    try:
+        client_checks.parse_statuses(str(value))
+    except client_checks.CheckConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _db(value: Value) -> str | None:
+    from vmha.verdicts import db_checks
+
+    try:
+        db_checks.parse_db(str(value))
+    except client_checks.CheckConfigError as exc:
+        return str(exc)
+    return None
+
+
+def _absolute(value: Value) -> str | None:
+    text = str(value)
+    if not text.startswith("/") or any(not ch.isprintable() for ch in text):
+        return f"{text!r} is not an absolute path"
     return None
 
 
@@ -118,22 +143,95 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "http_check",
         S,
-        "Client-path HTTP check",
-        "http:// URL that a GET from this host must answer with http_status for the service "
-        "to count as running. Redirects are not followed, no proxy is used, https is not "
-        "supported. Empty: no HTTP check.",
+        "Client-path HTTP(S) check",
+        "http:// or https:// URL that a GET from this host must answer with one of http_status "
+        "(and http_body, within http_max_latency_ms, when set) for the service to count as "
+        "running. Redirects are not followed and no proxy is used; https verifies the "
+        "certificate and host name (system CAs, or http_ca_file) unless http_insecure. "
+        "Empty: no HTTP check.",
         default="",
         reloadable=True,
         check=_http,
     ),
     Param(
         "http_status",
+        S,
+        "Expected HTTP statuses",
+        "The statuses http_check accepts: one (200), a list (200,204) or ranges (200-299,301).",
+        default="200",
+        reloadable=True,
+        check=_statuses,
+    ),
+    Param(
+        "http_body",
+        S,
+        "Expected text in the HTTP body",
+        "Text that must appear in the first 64 KiB of http_check's answer (e.g. a health "
+        "page's 'ok'). Empty: the body is not looked at.",
+        default="",
+        reloadable=True,
+    ),
+    Param(
+        "http_max_latency_ms",
         INT,
-        "Expected HTTP status",
-        "The status code http_check expects.",
-        default=200,
-        minimum=100,
-        maximum=599,
+        "HTTP latency ceiling (ms)",
+        "An answer whose status line comes later than this after the request was sent fails "
+        "the check ('HTTP slow'). 0: no ceiling (http_timeout still bounds it).",
+        default=0,
+        minimum=0,
+        reloadable=True,
+    ),
+    Param(
+        "http_ca_file",
+        S,
+        "CA bundle for https",
+        "PEM file of the CAs that sign http_check's certificate, instead of the system's.",
+        default="",
+        reloadable=True,
+        check=_absolute,
+    ),
+    Param(
+        "http_insecure",
+        BOOL,
+        "Skip certificate verification",
+        "true: an https http_check accepts any certificate and host name (the path is still "
+        "checked, its identity is not).",
+        default=False,
+        reloadable=True,
+    ),
+    Param(
+        "db_check",
+        S,
+        "Client-path database check",
+        "postgresql://[user@]host[:port][/dbname] or mysql://[user@]host[:port][/dbname] "
+        "(MySQL and MariaDB): the server must answer its protocol's startup exchange from this "
+        "host for the service to count as running. PostgreSQL's starting up, shutting down, "
+        "in recovery, too many connections and a failed login are told apart in the exit "
+        "reason. With db_password_file (or, for MySQL, a user) it logs in and runs a trivial "
+        "query. No password in the URL: it would be in the CIB. PostgreSQL's user defaults to "
+        "postgres, its database to the user. Empty: no database check.",
+        default="",
+        reloadable=True,
+        check=_db,
+    ),
+    Param(
+        "db_password_file",
+        S,
+        "Password file for db_check",
+        "A file of root's, mode 0600 or tighter, whose first line is the password of "
+        "db_check's user. Never logged, never in the CIB; validate-all refuses a file others "
+        "can read.",
+        default="",
+        reloadable=True,
+        check=_absolute,
+    ),
+    Param(
+        "db_require_primary",
+        BOOL,
+        "Fail on a read-only standby",
+        "true: db_check fails when the server is a standby in recovery (PostgreSQL's "
+        "pg_is_in_recovery()) or read-only (MySQL's read_only); it needs to log in.",
+        default=False,
         reloadable=True,
     ),
     Param(
@@ -159,7 +257,16 @@ PARAMS: tuple[Param, ...] = (
         "http_timeout",
         INT,
         "HTTP check timeout (s)",
-        "Seconds http_check may take in all, from name resolution to the status line.",
+        "Seconds http_check may take in all, from name resolution to the status line (and the body, with http_body).",
+        default=5,
+        minimum=1,
+        reloadable=True,
+    ),
+    Param(
+        "db_timeout",
+        INT,
+        "Database check timeout (s)",
+        "Seconds db_check may take in all: connect, the startup exchange, the login and the query.",
         default=5,
         minimum=1,
         reloadable=True,
