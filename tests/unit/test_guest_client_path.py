@@ -4,6 +4,7 @@ a redirect, and one that trickles its headers (the whole check must still end in
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -196,45 +197,60 @@ def test_a_host_name_that_cannot_be_encoded_is_an_error_not_an_exception():
     assert got.status is None and not got.timed_out
 
 
-@pytest.fixture(scope="module")
-def tls_cert(tmp_path_factory):
-    """A self-signed certificate for 127.0.0.1 (openssl, as an operator would make one)."""
+def _self_signed(d, san):
+    """A self-signed certificate for ``san`` (openssl, as an operator would make one)."""
     import subprocess
 
-    d = tmp_path_factory.mktemp("tls")
+    name = san.replace(":", "_")
+    cert, key = d / f"{name}.pem", d / f"{name}.key"
     subprocess.run(
         ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vmha-test",
-         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
+         "-addext", f"subjectAltName={san}", "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    return d / "cert.pem", d / "key.pem"
+    return cert, key
 
 
-@pytest.fixture
-def https_server(tls_cert):
+@pytest.fixture(scope="module")
+def tls_certs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    return {"ours": _self_signed(d, "IP:127.0.0.1"), "other": _self_signed(d, "IP:192.0.2.9")}
+
+
+@contextlib.contextmanager
+def _https(cert):
     import ssl
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(str(tls_cert[0]), str(tls_cert[1]))
+    ctx.load_cert_chain(str(cert[0]), str(cert[1]))
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
-def test_https_verifies_the_certificate_unless_told_otherwise(https_server, tls_cert):
-    target = cc.parse_http(f"https://127.0.0.1:{https_server}/health")
-    assert target.tls and target.port == https_server
-    refused = client_path.http_get(target, 3.0)
-    assert refused.status is None and refused.error.startswith("certificate verify failed: self"), refused
-    assert cc.judge_http(target, refused, 200, 3.0).reason.startswith(f"HTTP error: {target.url}: certificate verify")
-    assert client_path.http_get(target, 3.0, ca_file=str(tls_cert[0])).status == 200
-    assert client_path.http_get(target, 3.0, insecure=True).status == 200
-    other = cc.parse_http(f"https://localhost:{https_server}/health")  # the name is not in the certificate
-    assert client_path.http_get(other, 3.0, ca_file=str(tls_cert[0])).error.startswith("certificate verify failed")
+def test_https_verifies_the_certificate_unless_told_otherwise(tls_certs):
+    cert = tls_certs["ours"]
+    with _https(cert) as port:
+        target = cc.parse_http(f"https://127.0.0.1:{port}/health")
+        assert target.tls and target.port == port
+        refused = client_path.http_get(target, 3.0)
+        assert refused.status is None and refused.error.startswith("certificate verify failed: self"), refused
+        reason = cc.judge_http(target, refused, 200, 3.0).reason
+        assert reason.startswith(f"HTTP error: {target.url}: certificate verify")
+        assert client_path.http_get(target, 3.0, ca_file=str(cert[0])).status == 200
+        assert client_path.http_get(target, 3.0, insecure=True).status == 200
+    other = tls_certs["other"]  # trusted, but for another address than the one asked
+    with _https(other) as port:
+        target = cc.parse_http(f"https://127.0.0.1:{port}/health")
+        wrong = client_path.http_get(target, 3.0, ca_file=str(other[0]))
+        assert wrong.status is None and wrong.error.startswith("certificate verify failed: IP address mismatch"), wrong
+        assert client_path.http_get(target, 3.0, ca_file=str(other[0]), insecure=True).status == 200
 
 
 def test_http_statuses_body_and_latency(http_server):
