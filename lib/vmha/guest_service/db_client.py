@@ -97,14 +97,6 @@ def _pg_fields(body: bytes) -> dict[str, str]:
     return fields
 
 
-def _pg(target: DbTarget, password: str | None, timeout_s: float) -> DbOutcome:
-    sock = socket.create_connection((target.host, target.port), timeout=timeout_s)
-    try:
-        return _pg_exchange(sock, target, password)
-    finally:
-        sock.close()
-
-
 def _pg_exchange(sock: socket.socket, target: DbTarget, password: str | None) -> DbOutcome:
     params = b"".join(
         k.encode() + b"\0" + v.encode() + b"\0"
@@ -225,14 +217,6 @@ def _my_auth(plugin: str, password: str, scramble: bytes) -> bytes:
     raise _Bad(f"authentication plugin {plugin!r} is not supported")
 
 
-def _my(target: DbTarget, password: str | None, timeout_s: float) -> DbOutcome:
-    sock = socket.create_connection((target.host, target.port), timeout=timeout_s)
-    try:
-        return _my_exchange(sock, target, password)
-    finally:
-        sock.close()
-
-
 def _my_exchange(sock: socket.socket, target: DbTarget, password: str | None) -> DbOutcome:
     seq, data = _my_read(sock)
     if data[:1] == b"\xff":
@@ -316,9 +300,10 @@ def _my_exchange(sock: socket.socket, target: DbTarget, password: str | None) ->
 
 
 def _check(target: DbTarget, password: str | None, timeout_s: float) -> DbOutcome:
-    run = _pg if target.kind == "postgresql" else _my
+    exchange = _pg_exchange if target.kind == "postgresql" else _my_exchange
     try:
-        return run(target, password, timeout_s)
+        with socket.create_connection((target.host, target.port), timeout=timeout_s) as sock:
+            return exchange(sock, target, password)
     except socket.gaierror as exc:
         return DbOutcome(DbState.ERROR, f"cannot resolve {target.host}: {exc.strerror or exc}")
     except ConnectionRefusedError:

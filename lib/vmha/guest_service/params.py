@@ -3,6 +3,8 @@ here, so validate-all (and start) refuse them with rc 6 before anything runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from vmha.agent_common import hypervisor_param
 from vmha.ocf.params import Param, ParamType, Value
 from vmha.verdicts import client_checks
@@ -27,38 +29,29 @@ def _service(value: Value) -> str | None:
     return None
 
 
-def _tcp(value: Value) -> str | None:
-    try:
-        client_checks.parse_tcp(str(value))
-    except client_checks.CheckConfigError as exc:
-        return str(exc)
-    return None
+def _parses(parse: Callable[[str], object]) -> Callable[[Value], str | None]:
+    """A parameter check from a client-path parser: its CheckConfigError is the reason."""
+
+    def check(value: Value) -> str | None:
+        try:
+            parse(str(value))
+        except client_checks.CheckConfigError as exc:
+            return str(exc)
+        return None
+
+    return check
 
 
-def _http(value: Value) -> str | None:
-    try:
-        client_checks.parse_http(str(value))
-    except client_checks.CheckConfigError as exc:
-        return str(exc)
-    return None
+def _parse_db(text: str) -> object:
+    from vmha.verdicts import db_checks  # only where db_check is set
+
+    return db_checks.parse_db(text)
 
 
-def _statuses(value: Value) -> str | None:
-    try:
-        client_checks.parse_statuses(str(value))
-    except client_checks.CheckConfigError as exc:
-        return str(exc)
-    return None
-
-
-def _db(value: Value) -> str | None:
-    from vmha.verdicts import db_checks
-
-    try:
-        db_checks.parse_db(str(value))
-    except client_checks.CheckConfigError as exc:
-        return str(exc)
-    return None
+_tcp = _parses(client_checks.parse_tcp)
+_http = _parses(client_checks.parse_http)
+_statuses = _parses(client_checks.parse_statuses)
+_db = _parses(_parse_db)
 
 
 def _absolute(value: Value) -> str | None:
