@@ -18,7 +18,7 @@ DEB_PACKAGES := pacemaker corosync pcs pacemaker-cli-utils resource-agents fence
                 busybox-static qemu-guest-agent cpio kmod iproute2 procps util-linux bindfs \
                 postgresql-15 mariadb-server-core mariadb-client-core openssl
 
-.PHONY: all deps venv lint typecheck test pytest test-py39 install install-deb uninstall bench bench-failover bench-storage bench-soak demo clean
+.PHONY: all deps venv lint typecheck test pytest test-py39 install install-deb uninstall bench bench-failover bench-storage bench-db bench-soak demo clean
 
 all: test
 
@@ -93,6 +93,9 @@ bench-failover: venv install-deb
 
 bench-storage: venv install-deb
 	PYTHONPATH=lib $(PYTHON) bench/storage_failover.py --rounds 3
+
+bench-db: venv install-deb
+	PYTHONPATH=lib $(PYTHON) bench/db_failover.py --rounds 3
 
 # a long soak: three rounds of every fault kind; SEED=N replays one
 bench-soak: venv install-deb

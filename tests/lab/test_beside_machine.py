@@ -157,6 +157,10 @@ def test_demo_beside_machine_libvirt(machine_guest: tuple[object, str], capsys: 
     assert rc == 0 and report["ok"] is True, report.get("error")
     assert report["double_run_seen"] is False and report["double_runs"] == [], report["double_runs"]
     assert report["down_clean"] is True
+    # the database on the host whose plug was pulled: answering on the survivor, every
+    # acknowledged commit there
+    assert report["db_serving_again_s"] is not None and report["committed_rows_lost"] == 0, report["database"]
+    assert report["committed_rows_acknowledged"] >= 100, report["database"]
     # the machine's guest ran through up, demo and down, untouched
     assert _qemu_pid(guest_uuid) == pid, "the machine's guest has another QEMU (or none)"
     dom = conn.lookupByUUIDString(guest_uuid)  # type: ignore[attr-defined]

@@ -1,16 +1,15 @@
 """The guest layer in a real lab (issue 4): a service inside a guest restarted in place by
-ocf:vmha:GuestService, its client path failing with a reason that names it, and a frozen
-guest caught by VirtualMachine's depth-10 guest-agent ping.  Every test runs under the
-double-run checker (the ``watched`` fixture)."""
+ocf:vmha:GuestService, and its client path failing with a reason that names it.  (A frozen
+guest caught by VirtualMachine's depth-10 guest-agent ping and restarted: the third rung of
+tests/lab/test_database.py's ladder, and the soak.)  Every test runs under the double-run
+checker (the ``watched`` fixture)."""
 
 from __future__ import annotations
 
-import os
-import signal
 from collections.abc import Iterator
 
 import pytest
-from vmha.lab import image, scenarios
+from vmha.lab import scenarios
 from vmha.lab.lab import Lab, wait_until
 
 from tests.lab.conftest import AGENT
@@ -83,45 +82,3 @@ def test_client_port_blocked_names_client_path(watched: Lab, web: str) -> None:
     assert reason in text, text
     assert service_ready(lab) == host
     assert scenarios.qemu_pid(lab, host, VM) == pid, "the VM was restarted for a client-path failure"
-
-
-def test_frozen_guest_restarts_vm(watched: Lab) -> None:
-    """SIGSTOP of QEMU: libvirt still says running, only the guest agent falls silent."""
-    lab = watched
-    vm = "vmfreeze"
-    img = image.ensure(lab.paths.image_dir, lab.runner)
-    lab.create_vm(
-        vm,
-        img,
-        prefer=lab.hosts[1],
-        params=["guest_misses=2", "guest_boot_grace=20", "guest_agent_timeout=2", "shutdown_timeout=10"],
-        monitor=["interval=2s", "timeout=20s", "OCF_CHECK_LEVEL=10"],
-    )
-    frozen: int | None = None
-    try:
-        host = wait_until(lambda: (s := lab.crm()) and s.started_on(vm), 90, 0.2)
-        assert host, f"{vm} did not start"
-        assert wait_until(lambda: scenarios.guest_agent_answers(lab, host, vm), 90, 0.5), (
-            "the guest agent never answered"
-        )
-        frozen = scenarios.qemu_pid(lab, host, vm)
-        assert frozen
-        os.kill(frozen, signal.SIGSTOP)
-        failed = wait_until(lambda: scenarios.failures_of(lab, vm), 90, 0.2)
-        assert failed, f"the depth-10 monitor did not fail:\n{lab.crm_mon_text()}"
-        assert "not alive" in failed[0].exit_reason, failed[0].exit_reason
-
-        def restarted() -> str | None:
-            s = lab.crm()
-            where = s.started_on(vm) if s else None
-            pid = scenarios.qemu_pid(lab, where, vm) if where else None
-            return where if pid and pid != frozen else None
-
-        assert wait_until(restarted, 180, 0.5), f"{vm} was not restarted:\n{lab.crm_mon_text()}"
-    finally:
-        if frozen:
-            try:
-                os.kill(frozen, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
-        lab.delete_vm(vm)

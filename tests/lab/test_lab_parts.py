@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from vmha.lab import events, fence_agent, proc
@@ -197,13 +198,14 @@ class TestNotMeasuredIsNull:
             "fenced": True,
             "down_clean": True,
             "writes_lost": 0,
+            "committed_rows_lost": 0,
         }
         return {**base, **over}
 
     def test_all_measured_and_good_is_ok(self) -> None:
         assert demo_ok(self.report())
 
-    @pytest.mark.parametrize("key", ["double_run_seen", "fenced", "down_clean", "writes_lost"])
+    @pytest.mark.parametrize("key", ["double_run_seen", "fenced", "down_clean", "writes_lost", "committed_rows_lost"])
     def test_an_unmeasured_safety_figure_is_not_ok(self, key: str) -> None:
         assert not demo_ok(self.report(**{key: None}))
         r = self.report()
@@ -214,8 +216,9 @@ class TestNotMeasuredIsNull:
         assert not demo_ok(self.report(double_run_seen=True))
 
     @pytest.mark.parametrize("lost", [1, False, 0.0])
-    def test_a_lost_write_or_a_non_count_is_not_ok(self, lost: object) -> None:
-        assert not demo_ok(self.report(writes_lost=lost))
+    @pytest.mark.parametrize("key", ["writes_lost", "committed_rows_lost"])
+    def test_a_lost_write_or_a_non_count_is_not_ok(self, key: str, lost: object) -> None:
+        assert not demo_ok(self.report(**{key: lost}))
 
     def test_no_checker_is_null(self) -> None:
         assert double_run_figures(None) == {"double_runs": None, "double_run_seen": None, "double_run_samples": None}
@@ -318,6 +321,64 @@ class TestDisksAndLeases:
         }
         assert root.find("devices/disk/source/seclabel").get("relabel") == "no"  # type: ignore[union-attr]
         assert ET.fromstring(guest.domain_xml("vm1", img, "/vms")).find("devices/disk") is None  # noqa: S314
+
+    def test_a_database_vm_has_its_data_disk_as_vdb_with_the_same_safety_and_more_memory(self) -> None:
+        import xml.etree.ElementTree as ET
+
+        from vmha.lab import guest
+        from vmha.lab.image import GuestImage
+
+        img = GuestImage("/k", "/i", "6.1")
+        xml = guest.domain_xml("vm3", img, "/vms", disk="/s/vm3.img", data_disk="/s/vm3-db.img", memory_mib=256)
+        root = ET.fromstring(xml)  # noqa: S314 - ours
+        disks = {d.find("target").get("dev"): d for d in root.findall("devices/disk")}  # type: ignore[union-attr]
+        assert sorted(disks) == ["vda", "vdb"]
+        assert disks["vdb"].find("source").get("file") == "/s/vm3-db.img"  # type: ignore[union-attr]
+        assert disks["vdb"].find("driver").get("cache") == "none"  # type: ignore[union-attr]
+        assert disks["vdb"].find("driver").get("error_policy") == "stop"  # type: ignore[union-attr]
+        assert root.find("memory").text == "256"  # type: ignore[union-attr]
+
+    def test_the_guest_database_script_is_valid_sh_and_answers_lsb_codes(self, tmp_path: Path) -> None:
+        """busybox sh (the guest's) parses it; outside a guest, status finds no data
+        directory: 3, stopped; an unknown verb is refused with 2."""
+        from vmha.lab import dbdisk
+
+        script = tmp_path / "vmha-pg"
+        script.write_text(dbdisk.GUEST_SCRIPT)
+        assert subprocess.run(["/bin/busybox", "sh", "-n", str(script)], check=False).returncode == 0
+        if os.path.exists(dbdisk.GUEST_MOUNT):
+            pytest.skip(f"{dbdisk.GUEST_MOUNT} exists on this machine")
+        status = subprocess.run(["/bin/busybox", "sh", str(script), "status"], check=False, capture_output=True)
+        assert status.returncode == 3
+        bad = subprocess.run(["/bin/busybox", "sh", str(script), "restart"], check=False, capture_output=True)
+        assert bad.returncode == 2 and b"usage" in bad.stdout
+
+    @pytest.mark.skipif(os.geteuid() != 0, reason="initdb runs as the postgres user: needs root")
+    def test_the_database_disk_is_journaled_durable_and_keeps_its_password_private(self, tmp_path: Path) -> None:
+        from vmha.lab import dbdisk
+        from vmha.ocf.runner import CommandRunner
+
+        if not os.path.exists(f"{dbdisk.PG_LIB}/bin/postgres"):
+            pytest.fail("postgresql-15 is not installed (make test installs it)")
+        image_dir = tmp_path / "image"
+        disk = dbdisk.ensure_template(str(image_dir), CommandRunner())
+        pw = os.stat(dbdisk.password_file(str(image_dir)))
+        assert pw.st_uid == 0 and pw.st_mode & 0o777 == 0o600
+        header = subprocess.run(["dumpe2fs", "-h", disk], capture_output=True, text=True, check=True).stdout
+        assert "has_journal" in header  # the guest's filesystem must come back from a power cut
+
+        def cat(path: str) -> str:
+            done = subprocess.run(["debugfs", "-R", f"cat {path}", disk], capture_output=True, text=True, check=True)
+            return done.stdout
+
+        conf = cat("/data/postgresql.auto.conf")
+        for setting in ("fsync = on", "synchronous_commit = on", "full_page_writes = on", "listen_addresses = '*'"):
+            assert setting in conf
+        assert "host all all 0.0.0.0/0 scram-sha-256" in cat("/data/pg_hba.conf")
+        assert dbdisk.read_password(str(image_dir)) not in conf + cat("/data/pg_hba.conf")
+        # built once: a second call reuses it
+        mtime = os.stat(disk).st_mtime_ns
+        assert dbdisk.ensure_template(str(image_dir), CommandRunner()) == disk and os.stat(disk).st_mtime_ns == mtime
 
     def test_the_tie_breaker_delays_fencing_the_first_host(self) -> None:
         from vmha.lab.config import fence_delay_map

@@ -4,7 +4,10 @@ Up (2 hosts, 2 VMs preferring different hosts), ``crm_mon -1``, a service inside
 killed and recovered in place by GuestService (``service_recovery_s``), a live migration with
 ``pcs resource move``, a pulled plug with fencing and recovery, ``crm_mon -1`` again, a host
 whose storage fills up emptied by HypervisorHealth and migrate-on-red (``evacuation_s``), a
-host that loses its path to the shared storage (``storage_failover_s``), down.
+host that loses its path to the shared storage (``storage_failover_s``), down.  A third VM
+runs PostgreSQL (vmha.lab.database) on the host whose plug is pulled, rows committing into it
+as it goes: ``db_serving_again_s`` (power off -> the database answers a query on the
+survivor) and ``committed_rows_lost`` (acknowledged commits missing there: must be 0).
 The double-run checker watches throughout.  Whatever happens (a failed step, Ctrl-C,
 SIGTERM) the lab is taken down and the last line printed is one JSON object.
 """
@@ -16,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from vmha.lab import health, scenarios
+from vmha.lab import database, health, scenarios
 from vmha.lab.checker import DoubleRunChecker
 from vmha.lab.config import LAB_POOL, LabConfig
 from vmha.lab.lab import Lab, LabError, wait_until
@@ -35,6 +38,10 @@ FIGURES = (
     "detection_s",
     "fenced",
     "per_vm_failover_s",
+    "database",
+    "db_serving_again_s",
+    "committed_rows_acknowledged",
+    "committed_rows_lost",
     "evacuation",
     "evacuation_s",
     "storage_loss",
@@ -48,6 +55,8 @@ FIGURES = (
 )
 # a safety figure must be measured and good for the demo to be ok; null (not measured) is not
 SAFETY = {"double_run_seen": False, "fenced": True, "down_clean": True}
+DB_VM = "vm3"
+DB_SERVICE = "pg3"
 
 
 def double_run_figures(checker: DoubleRunChecker | None) -> dict[str, Any]:
@@ -66,13 +75,13 @@ def double_run_figures(checker: DoubleRunChecker | None) -> dict[str, Any]:
 
 def demo_ok(report: dict[str, Any]) -> bool:
     """The steps ran (``report["ok"]``) and every safety figure was measured and good:
-    no double run, the fencing done, a clean down, and not one acknowledged write lost."""
-    lost = report.get("writes_lost")
+    no double run, the fencing done, a clean down, and not one acknowledged write or
+    committed row lost."""
+    lost = [report.get("writes_lost"), report.get("committed_rows_lost")]
     return (
         report.get("ok") is True
         and all(report.get(k) is v for k, v in SAFETY.items())
-        and type(lost) is int
-        and lost == 0
+        and all(type(n) is int and n == 0 for n in lost)
     )
 
 
@@ -174,6 +183,11 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     if not where:
         raise LabError("VMs are not all Started")
     vm = lab.state.vms[0]
+    # on the host vm1 migrates to, which is then the busiest, whose plug is pulled; it boots
+    # while the service and the migration steps run
+    say(f"\n== a database VM: {DB_VM} on {lab.hosts[1]}, PostgreSQL in it managed by GuestService {DB_SERVICE}")
+    database.create_vm(lab, DB_VM, prefer=lab.hosts[1])
+    database.create_service(lab, DB_SERVICE, DB_VM)
     service_recovery(lab, report, vm)
     where = scenarios.all_started(lab, 60.0) or where
     src = where[vm]
@@ -189,12 +203,22 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     say(lab.crm_mon_text())
 
     where = scenarios.all_started(lab, 60.0) or {}
-    # pull the plug of the host running the most VMs
-    victim = scenarios.busiest(lab, dict(where))
+    # pull the plug of the host running the database (and the most VMs), rows committing
+    if not wait_until(lambda: database.serving(lab, DB_VM, DB_SERVICE), 120.0, 0.5):
+        raise LabError(f"the database in {DB_VM} did not answer:\n{lab.crm_mon_text()}")
+    victim = where[DB_VM]
     moved = [v for v, h in where.items() if h == victim]
-    say(f"== power off {victim} (running {', '.join(moved)})")
+    say(f"== power off {victim} (running {', '.join(moved)}) while rows commit into the database in {DB_VM}")
     boots_before = {v: scenarios.writer_boots(lab, v) for v in moved}
-    fo = scenarios.power_off(lab, victim)
+    dbf = database.power_off(lab, DB_VM, DB_SERVICE, min_rows=100)
+    report["database"] = dbf.to_json()
+    del report["database"]["failover"]  # the report's own "failover"
+    report["db_serving_again_s"] = report["database"]["db_serving_again_s"]
+    report["committed_rows_acknowledged"] = dbf.committed_rows_acknowledged
+    report["committed_rows_lost"] = dbf.committed_rows_lost
+    if dbf.failover is None:
+        raise LabError(f"power off {victim} failed")
+    fo = dbf.failover
     report["failover"] = fo.to_json()
     report["failover_s"] = round(fo.failover_s, 2) if fo.failover_s is not None else None
     report["detection_s"] = fo.to_json()["detection_s"]
@@ -207,6 +231,12 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     say(fo.fence_history)
     if fo.failover_s is None:
         raise LabError(f"VMs of {victim} did not start on a survivor")
+    say(
+        f"database: answering on {dbf.served_from} {report['db_serving_again_s']}s after the power-off; "
+        f"{dbf.committed_rows_acknowledged} commits acknowledged, {dbf.committed_rows_lost} of them missing"
+    )
+    if dbf.db_serving_again_s is None:
+        raise LabError(f"the database in {DB_VM} did not answer after the failover")
     # every acknowledged record on the disks: the failed-over guests' writers found them
     for v in moved:
         if not scenarios.wait_writing(lab, v, boots_before[v], 60.0):
@@ -218,6 +248,9 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     )
     survivor = next(h for h in lab.hosts if h != victim)
     say(lab.crm_mon_text(survivor))
+    # the database's part is done: the later steps are the two first VMs'
+    lab.pcs("resource", "delete", DB_SERVICE)
+    lab.delete_vm(DB_VM)
     settled = scenarios.settle(lab)
     say(f"== {victim} rejoined; the cluster settled: {settled}")
     say(lab.crm_mon_text(survivor))

@@ -32,8 +32,18 @@ def serial_log(vm_dir: str, name: str) -> str:
     return os.path.join(vm_dir, f"{name}-serial.log")
 
 
-def domain_xml(name: str, img: GuestImage, vm_dir: str, emulator: str = EMULATOR, disk: str | None = None) -> str:
-    """``disk``: the path of the VM's raw disk on the shared storage (vmha.lab.storage)."""
+def domain_xml(
+    name: str,
+    img: GuestImage,
+    vm_dir: str,
+    emulator: str = EMULATOR,
+    *,
+    disk: str | None = None,
+    data_disk: str | None = None,
+    memory_mib: int = MEMORY_MIB,
+) -> str:
+    """``disk``: the path of the VM's raw disk on the shared storage (vmha.lab.storage);
+    ``data_disk``: a second one (``vdb``), a database's filesystem (vmha.lab.database)."""
 
     def sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
         el = ET.SubElement(parent, tag, attrs)
@@ -44,7 +54,7 @@ def domain_xml(name: str, img: GuestImage, vm_dir: str, emulator: str = EMULATOR
     dom = ET.Element("domain", type="qemu")
     sub(dom, "name", name)
     sub(dom, "uuid", domain_uuid(name))
-    sub(dom, "memory", str(MEMORY_MIB), unit="MiB")
+    sub(dom, "memory", str(memory_mib), unit="MiB")
     sub(dom, "vcpu", "1")
     os_el = sub(dom, "os")
     sub(os_el, "type", "hvm", arch="x86_64", machine="pc")
@@ -60,16 +70,18 @@ def domain_xml(name: str, img: GuestImage, vm_dir: str, emulator: str = EMULATOR
     sub(dom, "on_crash", "destroy")
     devices = sub(dom, "devices")
     sub(devices, "emulator", emulator)
-    if disk:
+    for path, dev in ((disk, "vda"), (data_disk, "vdb")):
+        if not path:
+            continue
         el = sub(devices, "disk", type="file", device="disk")
         # no host page cache between an acknowledged write and the storage, and an I/O
         # error pauses the guest rather than handing it a failed write it may not survive
         sub(el, "driver", name="qemu", type="raw", cache="none", error_policy="stop", rerror_policy="stop")
-        source = sub(el, "source", file=disk)
+        source = sub(el, "source", file=path)
         # the image carries its owner (storage.create_disk): libvirt must not chown a file
         # another host's QEMU may have open
         sub(source, "seclabel", model="dac", relabel="no")
-        sub(el, "target", dev="vda", bus="virtio")
+        sub(el, "target", dev=dev, bus="virtio")
     serial = sub(devices, "serial", type="file")
     sub(serial, "source", path=serial_log(vm_dir, name), append="on")
     sub(serial, "target", port="0")

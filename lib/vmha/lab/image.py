@@ -7,7 +7,8 @@ Built from Debian packages on this machine and cached under ``/var/lib/vmha/lab/
   through its PVH entry and skips the in-guest decompression, which under TCG is half the
   boot (5 s instead of 10 s to init).
 - ``initrd.gz``: busybox-static, the virtio console and network modules, the QEMU guest
-  agent copied with its shared libraries, and an ``/init`` that starts the agent, gives eth0
+  agent copied with its shared libraries, PostgreSQL's service script for a guest given a
+  database disk (vmha.lab.dbdisk), and an ``/init`` that starts the agent, gives eth0
   the address from ``vmha.ip=`` on the kernel command line, starts a busybox httpd (the
   "service" inside the guest) and the disk writer (``vmha.lab.writes``), then prints ticks
   on the serial console.
@@ -25,7 +26,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vmha.lab import writes
+from vmha.lab import dbdisk, writes
 from vmha.ocf.runner import CommandRunner
 
 KERNEL_META_PACKAGE = "linux-image-amd64"
@@ -45,9 +46,15 @@ MODULES = (
     "drivers/block/virtio_blk.ko",
     "drivers/acpi/button.ko",
     "drivers/input/evdev.ko",
+    # ext4, for a database disk (vmha.lab.dbdisk): loaded by its service script, not at boot
+    "lib/crc16.ko",
+    "fs/mbcache.ko",
+    "fs/jbd2/jbd2.ko",
+    "crypto/crc32c_generic.ko",
+    "fs/ext4/ext4.ko",
 )
 # bump when the image's content changes: a cached image of another build is rebuilt
-IMAGE_BUILD = "6"
+IMAGE_BUILD = "8"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 HTTP_PORT = 80
 READY_MARK = "GUEST-READY"
@@ -297,6 +304,8 @@ def build_initramfs(runner: CommandRunner, module_dir: str) -> bytes:
         cpio.file(lib, _read(os.path.realpath(lib)), 0o755)
     cpio.file("init", INIT_SCRIPT.encode(), 0o755)
     cpio.file("sbin/shutdown", SHUTDOWN_SCRIPT.encode(), 0o755)
+    # PostgreSQL's service script, for a guest given a database disk (vmha.lab.dbdisk)
+    cpio.file(dbdisk.GUEST_SCRIPT_PATH.lstrip("/"), dbdisk.GUEST_SCRIPT.encode(), 0o755)
     return cpio.finish()
 
 

@@ -306,14 +306,26 @@ class Lab:
         agent: str | None = None,
         monitor: Sequence[str] = ("interval=10s", "timeout=30s"),
         emulator: str = guest.EMULATOR,
+        data_disk: str | None = None,
+        memory_mib: int = guest.MEMORY_MIB,
     ) -> str:
         """Define VM resource ``name`` with pcs, as the README tells a user to; returns the
         path of its domain XML.  ``monitor``: the monitor operation's attributes.  The VM
-        gets a new disk on the shared storage (vmha.lab.storage)."""
+        gets a new disk on the shared storage (vmha.lab.storage), and a second one there
+        when ``data_disk`` names the shared path of an image already made for it."""
         storage.create_disk(self.paths.disk_image(name), DISK_MIB, nodefiles.qemu_ids())
         xml_path = os.path.join(self.paths.vm_dir, f"{name}.xml")
+        xml = guest.domain_xml(
+            name,
+            img,
+            self.paths.vm_dir,
+            emulator,
+            disk=self.paths.disk_path(name),
+            data_disk=data_disk,
+            memory_mib=memory_mib,
+        )
         with open(xml_path, "w") as f:
-            f.write(guest.domain_xml(name, img, self.paths.vm_dir, emulator, disk=self.paths.disk_path(name)))
+            f.write(xml)
         create = [
             "resource",
             "create",

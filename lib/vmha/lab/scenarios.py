@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -402,12 +403,17 @@ def writer_boots(lab: Lab, vm: str) -> int:
 GUEST_HTTPD_START = f"/bin/httpd -p {HTTP_PORT} -h /www"
 
 
-def guest_url(vm: str) -> str:
-    """The URL the busybox httpd in lab guest ``vm`` serves (from its host)."""
+def guest_ip(vm: str) -> str:
+    """Lab guest ``vm``'s fixed address on the guest network. Raises LabError."""
     address = guest_address(vm)
     if address is None:
         raise LabError(f"{vm} has no fixed guest address (only vmN guests have one)")
-    return f"http://{address}:{HTTP_PORT}/"
+    return address
+
+
+def guest_url(vm: str) -> str:
+    """The URL the busybox httpd in lab guest ``vm`` serves (from its host)."""
+    return f"http://{guest_ip(vm)}:{HTTP_PORT}/"
 
 
 def guest_exec(lab: Lab, host: str, vm: str, argv: list[str], timeout: float = 30.0) -> int | None:
@@ -469,38 +475,35 @@ def http_answers(lab: Lab, host: str, url: str, timeout: int = 2) -> bool:
 
 
 def create_guest_service(lab: Lab, name: str, vm: str, interval: str = "3s") -> str:
-    """GuestService ``name`` for the busybox httpd inside ``vm``, colocated with it and ordered
-    after it, created with pcs as a user would; returns the URL its client checks use."""
+    """GuestService ``name`` for the busybox httpd inside ``vm``; returns the URL its client
+    checks use."""
     url = guest_url(vm)
-    address = guest_address(vm)
+    params = [
+        "manager=commands",
+        f"start_command={GUEST_HTTPD_START}",
+        "status_command=/bin/pidof httpd",
+        "stop_command=/bin/killall httpd",
+        f"tcp_check={guest_ip(vm)}:{HTTP_PORT}",
+        f"http_check={url}",
+        "tcp_timeout=2",
+        "http_timeout=2",
+        "agent_timeout=5",
+    ]
+    ops = ["monitor", f"interval={interval}", "timeout=20s", "start", "timeout=60s", "stop", "timeout=30s"]
+    add_guest_service(lab, name, vm, params, ops)
+    return url
+
+
+def add_guest_service(lab: Lab, name: str, vm: str, params: list[str], ops: list[str]) -> None:
+    """GuestService ``name`` in ``vm`` with ``params`` (``meta`` and its attributes may end
+    them) and ``ops`` (``monitor interval=3s ...``: each operation's name, then its
+    attributes), colocated with its VM and ordered after it, created with pcs as a user
+    would: disabled until the constraints exist."""
+    op_args: list[str] = []
+    for word in ops:
+        op_args += [word] if "=" in word else ["op", word]
     steps = [
-        [
-            "resource",
-            "create",
-            name,
-            "ocf:vmha:GuestService",
-            f"domain={vm}",
-            "manager=commands",
-            f"start_command={GUEST_HTTPD_START}",
-            "status_command=/bin/pidof httpd",
-            "stop_command=/bin/killall httpd",
-            f"tcp_check={address}:{HTTP_PORT}",
-            f"http_check={url}",
-            "tcp_timeout=2",
-            "http_timeout=2",
-            "agent_timeout=5",
-            "op",
-            "monitor",
-            f"interval={interval}",
-            "timeout=20s",
-            "op",
-            "start",
-            "timeout=60s",
-            "op",
-            "stop",
-            "timeout=30s",
-            "--disabled",
-        ],
+        ["resource", "create", name, "ocf:vmha:GuestService", f"domain={vm}", *params, *op_args, "--disabled"],
         ["constraint", "colocation", "add", name, "with", vm, "INFINITY"],
         ["constraint", "order", vm, "then", name],
         ["resource", "enable", name],
@@ -508,7 +511,6 @@ def create_guest_service(lab: Lab, name: str, vm: str, interval: str = "3s") -> 
     for args in steps:
         lab.log("# pcs " + shlex.join(args))
         lab.pcs(*args)
-    return url
 
 
 def failures_of(lab: Lab, rsc: str, task: str = "monitor") -> list[OpFailure]:
@@ -548,15 +550,26 @@ def kill_guest_service(lab: Lab, service: str, vm: str, timeout: float = 120.0) 
     """SIGKILL the httpd inside ``vm``'s guest; measure until the cluster noticed (the
     service's monitor failed) and the service answers HTTP again. Raises LabError when the
     kill cannot be delivered."""
+    url = guest_url(vm)
+    return break_guest_service(
+        lab, service, vm, ["/bin/killall", "-9", "httpd"], lambda host: http_answers(lab, host, url), timeout=timeout
+    )
+
+
+def break_guest_service(
+    lab: Lab, service: str, vm: str, fault: list[str], answers: Callable[[str], bool], *, timeout: float = 120.0
+) -> ServiceRecovery:
+    """Run ``fault`` inside ``vm``'s guest (through its guest agent); measure until the cluster
+    noticed (the service's monitor failed) and ``answers(host)`` holds again, the host being
+    where the service runs then.  Raises LabError when the fault cannot be delivered."""
     s = lab.crm()
     host = s.started_on(vm) if s else None
     if not host or s is None or s.started_on(service) != host:
         raise LabError(f"{vm} and {service} are not both Started on one host")
-    url = guest_url(vm)
     result = ServiceRecovery(service, vm, host, qemu_pid_before=qemu_pid(lab, host, vm), boots_before=boots(lab, vm))
     t0 = time.monotonic()
-    if guest_exec(lab, host, vm, ["/bin/killall", "-9", "httpd"]) != 0:
-        raise LabError(f"killall -9 httpd in {vm} failed")
+    if guest_exec(lab, host, vm, fault) != 0:
+        raise LabError(f"{shlex.join(fault)} in {vm} failed")
     end = t0 + timeout
     while time.monotonic() < end:
         if result.detected_s is None:
@@ -564,10 +577,14 @@ def kill_guest_service(lab: Lab, service: str, vm: str, timeout: float = 120.0) 
             if failed:
                 result.detected_s = time.monotonic() - t0
                 result.exit_reason = failed[0].exit_reason
-        if result.detected_s is not None and http_answers(lab, host, url):
-            result.recovery_s = time.monotonic() - t0
-            break
+        if result.detected_s is not None:
+            now = lab.crm()
+            where = now.started_on(service) if now else None
+            if where and answers(where):
+                result.recovery_s = time.monotonic() - t0
+                result.host = where
+                break
         time.sleep(POLL_S)
-    result.qemu_pid_after = qemu_pid(lab, host, vm)
+    result.qemu_pid_after = qemu_pid(lab, result.host, vm)
     result.boots_after = boots(lab, vm)
     return result
