@@ -82,7 +82,8 @@ def summary(rounds: Sequence[Mapping[str, Any]], error: str | None = None) -> di
         "db_serving_again_s": reports.median(times),
         "db_serving_again_s_spread": reports.range_of(reports.known(times)),
         "vm_failover_s": reports.median([rd.get("vm_failover_s") for rd in rounds]),
-        "committed_rows_acknowledged": sum(reports.known(acked)) if rounds else None,
+        # sums only when every round counted them: a round that raised leaves them unknown
+        "committed_rows_acknowledged": sum(acked) if acked and all(n is not None for n in acked) else None,
         "committed_rows_lost": sum(lost) if lost and all(n is not None for n in lost) else None,
         "rounds": list(rounds),
     }

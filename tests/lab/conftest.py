@@ -45,6 +45,12 @@ def watched(lab: Lab, checker: DoubleRunChecker) -> Iterator[Lab]:
     for vm in lab.state.vms:  # whatever an earlier (failed) test left disabled
         lab.pcs("resource", "enable", vm)
     lab.pcs("resource", "cleanup")
+    # the cleanup's re-probes may start a transition (a VM whose live-migration history the
+    # cleanup left half is restarted: "it can no longer migrate"): let it run to its end
+    # before the test looks, or the test sees it happen under its own fault
+    host = lab.online_host()
+    if host:
+        lab.exec(host, ["crm_resource", "--wait", "--timeout=120s"], timeout=130)
     assert scenarios.settle(lab, 180.0), "lab did not settle before the test"
     mark = checker.mark()
     yield lab

@@ -47,7 +47,11 @@ def test_storage_path_lost_on_one_host(healthy: Lab, mode: str) -> None:
         # writes may wait in a hung path: the stop fails ("fence this host") and the cluster
         # resets the host before the VMs start again (elsewhere, or on the host once it is
         # back with a fresh path), within seconds rather than the operations' timeouts
-        assert set(loss.stop_failed) == set(loss.vms), loss.to_json()
+        # every VM's stop failed, or never ran: the first failed stop has the host fenced,
+        # and a stop still queued behind it dies with the host; none may have "succeeded"
+        assert loss.stop_failed and set(loss.stop_failed) <= set(loss.vms), loss.to_json()
+        for vm in set(loss.vms) - set(loss.stop_failed):
+            assert not [op for op in loss.stops.get(vm, []) if op["task"] == "stop" and op["ok"]], loss.to_json()
         assert loss.fenced_by_cluster_s is not None, loss.to_json()
         assert loss.fenced_by_cluster_s < min(loss.per_vm_s.values()), loss.to_json()
         assert loss.storage_failover_s is not None and loss.storage_failover_s < 60, loss.to_json()

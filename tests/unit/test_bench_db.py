@@ -47,7 +47,7 @@ def test_a_round_that_raised_is_null_and_makes_lost_unknown() -> None:
     rd = rounds(measured(), None)
     assert rd[1]["db_serving_again_s"] is None and rd[1]["committed_rows_lost"] is None and rd[1]["error"] == "boom"
     s = dbf.summary(rd)
-    assert s["rounds_measured"] == 1 and s["committed_rows_lost"] is None
+    assert s["rounds_measured"] == 1 and s["committed_rows_lost"] is None and s["committed_rows_acknowledged"] is None
     assert dbf.summary([])["db_serving_again_s"] is None and dbf.summary([])["db_serving_again_s_spread"] is None
 
 

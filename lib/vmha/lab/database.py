@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vmha.lab import image, nodefiles, scenarios
+from vmha.lab import image, nodefiles, proc, scenarios
 from vmha.lab.dbdisk import (
     DB_NAME,
     DB_USER,
@@ -124,9 +124,12 @@ class RowWriter:
                 n += 1
                 time.sleep(self.interval_s)
         except (BrokenPipeError, OSError, ValueError) as exc:
-            self.error = f"psql: {exc}"
+            if not self._stop.is_set():  # not the end of input stop() gave it
+                self.error = f"psql: {exc}"
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Ends psql (its end of input; then, as a process group, SIGKILL: nsenter does not
+        pass its own death on to psql) and the thread reading it."""
         self._stop.set()
         p = self._proc
         if p is not None and p.poll() is None:
@@ -138,7 +141,10 @@ class RowWriter:
             try:
                 p.wait(timeout)
             except subprocess.TimeoutExpired:
-                p.kill()
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
                 p.wait()
         if self._thread is not None:
             self._thread.join(timeout)
@@ -246,7 +252,7 @@ class DbFailover:
     served_from: str | None = None
     committed_rows_acknowledged: int = 0
     committed_rows_lost: int | None = None  # None: the rows could not be read back
-    lost_numbers: list[int] = field(default_factory=list)
+    lost_numbers: list[int] | None = None  # None: not known (as committed_rows_lost)
     writer_error: str = ""
     failover: scenarios.Failover | None = None  # the host's failover, as scenarios measured it
 
@@ -260,7 +266,7 @@ class DbFailover:
 
     def to_json(self) -> dict[str, Any]:
         r: dict[str, Any] = {k: (round(v, 2) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
-        r["lost_numbers"] = self.lost_numbers[:20]
+        r["lost_numbers"] = None if self.lost_numbers is None else self.lost_numbers[:20]
         r["failover"] = None if self.failover is None else self.failover.to_json()
         r["ok"] = self.ok
         return r
@@ -337,6 +343,7 @@ def freeze_guest(lab: Lab, vm: str, service: str, timeout: float = 180.0) -> Gue
     if host is None or pid is None:
         raise LabError(f"the database in {vm} does not answer before the fault")
     result = GuestFreeze(vm, host, qemu_pid_before=pid)
+    started = proc.start_time(pid)
     t0 = time.monotonic()
     os.kill(pid, signal.SIGSTOP)
     try:
@@ -358,8 +365,10 @@ def freeze_guest(lab: Lab, vm: str, service: str, timeout: float = 180.0) -> Gue
                 break
             time.sleep(scenarios.POLL_S)
     finally:
-        try:
-            os.kill(pid, signal.SIGCONT)
-        except ProcessLookupError:
-            pass
+        # the frozen QEMU itself, if it still exists: its PID may be another process's by now
+        if started is not None and proc.start_time(pid) == started:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
     return result

@@ -17,6 +17,7 @@ starts the server, ``stop`` asks it for a fast shutdown, ``status`` answers in L
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -74,7 +75,11 @@ case "$1" in
 start)
   alive && exit 0
   prepare
-  [ -f $PGDATA/postmaster.pid ] && rm -f $PGDATA/postmaster.pid
+  # backends of a postmaster that died may still hold its shared memory: PostgreSQL's own
+  # guard (the pid file's key) would refuse a new server while they do; they go first
+  if pidof postgres >/dev/null; then killall -9 postgres; sleep 1; fi
+  pidof postgres >/dev/null && {{ echo "postgres processes that will not die"; exit 1; }}
+  rm -f $PGDATA/postmaster.pid
   su -s /bin/sh postgres -c "LD_LIBRARY_PATH=$MNT/lib exec $BIN/postgres -D $PGDATA" \\
     </dev/null >/dev/console 2>&1 &
   child=$!
@@ -86,7 +91,11 @@ start)
   done
   echo "postgres wrote no pid file in 30 s"; exit 1;;
 stop)
-  alive || exit 0
+  if ! alive; then
+    # the postmaster is gone, its backends may not be: stopped means none is left
+    pidof postgres >/dev/null && killall -9 postgres
+    exit 0
+  fi
   p=$(pid)
   killall -CONT postgres 2>/dev/null
   kill -INT $p
@@ -156,6 +165,10 @@ def ensure_template(image_dir: str, runner: CommandRunner, log: Callable[[str], 
         pass
     log(f"building the database disk in {path}")
     os.makedirs(image_dir, mode=0o755, exist_ok=True)
+    # no stamp while the disk and its password are being replaced: an interrupted build is
+    # built again, never taken for a disk whose role has the password on file
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(stamp)
     password = secrets.token_hex(16)
     with tempfile.TemporaryDirectory(prefix="vmha-db-") as work:
         os.chmod(work, 0o755)  # noqa: S103 - initdb runs as postgres and must reach it
@@ -164,10 +177,9 @@ def ensure_template(image_dir: str, runner: CommandRunner, log: Callable[[str], 
         _make_data(runner, tree, password)
         tmp = path + ".tmp"
         _mkfs(runner, tree, tmp)
-    _write_private(password_file(image_dir), password + "\n")
     os.replace(tmp, path)
-    with open(stamp, "w") as f:
-        f.write(build + "\n")
+    _write_private(password_file(image_dir), password + "\n")
+    _write_private(stamp, build + "\n")
     return path
 
 

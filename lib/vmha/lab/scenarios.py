@@ -513,6 +513,14 @@ def add_guest_service(lab: Lab, name: str, vm: str, params: list[str], ops: list
         lab.pcs(*args)
 
 
+def failed_since(lab: Lab, rsc: str, since: float, task: str = "monitor") -> bool:
+    """A failed ``task`` of ``rsc`` reported by a controller at or after ``since`` (epoch)."""
+    return any(
+        e.kind == "resource" and e.rsc == rsc and e.task == task and e.rc is not None and not e.ok
+        for e in lab.events(since)
+    )
+
+
 def failures_of(lab: Lab, rsc: str, task: str = "monitor") -> list[OpFailure]:
     s = lab.crm()
     return [f for f in s.failures if f.resource == rsc and f.task == task] if s else []
@@ -567,12 +575,15 @@ def break_guest_service(
     if not host or s is None or s.started_on(service) != host:
         raise LabError(f"{vm} and {service} are not both Started on one host")
     result = ServiceRecovery(service, vm, host, qemu_pid_before=qemu_pid(lab, host, vm), boots_before=boots(lab, vm))
+    wall0 = time.time()
     t0 = time.monotonic()
     if guest_exec(lab, host, vm, fault) != 0:
         raise LabError(f"{shlex.join(fault)} in {vm} failed")
     end = t0 + timeout
     while time.monotonic() < end:
-        if result.detected_s is None:
+        # an earlier failure may still be listed (its failure-timeout not up): only a failed
+        # monitor the controller reported after the fault counts
+        if result.detected_s is None and failed_since(lab, service, wall0):
             failed = failures_of(lab, service)
             if failed:
                 result.detected_s = time.monotonic() - t0

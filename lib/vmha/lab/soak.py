@@ -396,6 +396,13 @@ def one_fault(lab: Lab, p: Planned, t_soak: float, log: Callable[[str], None]) -
     ]
     if failed:
         f.detail["failed_ops"] = failed
+    migration_failed = any(e.kind == "resource" and e.rsc == vm and e.task == "migrate_to" and not e.ok for e in found)
+    if p.moment == "migrating" and migration_failed and f.layer == "vm" and EXPECTED_LAYER[p.kind] == "none":
+        # the fault broke the migration itself (libvirtd gone on the source mid-migrate_to):
+        # Pacemaker recovers a failed migrate_to by stopping the VM everywhere and starting it
+        # again, whatever the agent says; the VM's restart is then the lowest layer there is
+        f.detail["migration_failed"] = True
+        f.expected_layer = "vm"
     service_failed = any(e.kind == "resource" and e.rsc == SERVICE and e.task == "start" and not e.ok for e in found)
     if service_failed and vm == "vm1" and f.layer == "host" and EXPECTED_LAYER[p.kind] == "vm":
         # a known limit, reported rather than failed (README, "The soak"): the service's
