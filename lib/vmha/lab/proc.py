@@ -47,6 +47,17 @@ def start_time(pid: int) -> int | None:
     return int(fields[19])
 
 
+def age_s(pid: int) -> float | None:
+    """Seconds since process ``pid`` started (its start time against the kernel's uptime),
+    or None when it is gone."""
+    start = start_time(pid)
+    if start is None:
+        return None
+    with open("/proc/uptime") as f:
+        uptime = float(f.read().split()[0])
+    return max(0.0, uptime - start / os.sysconf("SC_CLK_TCK"))
+
+
 def _reap_if_child(pid: int) -> None:
     try:
         os.waitpid(pid, os.WNOHANG)
