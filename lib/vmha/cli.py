@@ -11,7 +11,8 @@ USAGE = """usage: vmha <command> [args]
 commands:
   path-check URL...         GuestService's client-path checks by hand (tcp://, http(s)://,
                             postgresql://, mysql://): 0 healthy, 1 not, 2 bad input
-  lab up|status|down|demo   a real Pacemaker + libvirt cluster of namespace hosts on this machine
+  lab up|status|exec|down|demo|soak
+                            a real Pacemaker + libvirt cluster of namespace hosts on this machine
   version                   print the version
 
 Agents: ocf:vmha:VirtualMachine, ocf:vmha:GuestService, ocf:vmha:HypervisorHealth

@@ -614,6 +614,37 @@ def test_libvirt_down_is_yellow_through_its_grace_then_red_and_green_again(h, tm
     assert h.state()["health"]["level"] == "green" and h.state()["hypervisor_down_since"] is None
 
 
+def test_a_stuck_domain_list_is_no_finding_until_its_own_grace(h, monkeypatch):
+    # libvirtd answers (its version, the node's size) but the domain list hangs on one
+    # domain's lock (a frozen QEMU being destroyed): the host stays green, the memory check
+    # waits, and only a list stuck past DOMAIN_LIST_GRACE_S counts as libvirtd not answering
+    from vmha.hypervisor_health import assess
+    from vmha.virt import host
+    from vmha.virt.errors import HypervisorTimeout
+
+    h.started()
+
+    def stuck(conn, *, with_xml=False):
+        raise HypervisorTimeout("list running domains: the hypervisor did not answer within 10.0s")
+
+    monkeypatch.setattr(host, "running_domains", stuck)
+    h.agent(hypervisor_grace="0").monitor()  # nothing published: still green
+    assert h.state()["health"]["level"] == "green" and isinstance(h.state()["hypervisor_down_since"], float)
+    assert "domain list is stuck for 0s" in h.log.getvalue()
+    h.clock.now += assess.DOMAIN_LIST_GRACE_S + 1
+    h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
+    h.runner.expect(QUERY, stdout=attrs(ha2="green"))
+    expect_claim(h.runner, health=attrs(ha2="green"))
+    h.runner.expect([*SET, "red"])
+    h.runner.expect(CLAIM_DELETE)
+    h.agent(hypervisor_grace="0").monitor()
+    assert h.state()["health"]["findings"].startswith("red: libvirt at test:///default is not answering (list")
+    monkeypatch.undo()
+    h.runner.expect([*SET, "green"])
+    h.agent(hypervisor_grace="0").monitor()  # the list answers again
+    assert h.state()["health"]["level"] == "green" and h.state()["hypervisor_down_since"] is None
+
+
 def test_libvirt_down_yellow_when_asked(h, tmp_path):
     h.started()
     h.runner.expect([*SET, "yellow"])

@@ -18,11 +18,20 @@ from vmha.ocf.log import Log
 from vmha.ocf.params import Params
 from vmha.verdicts import host_health as hh
 from vmha.verdicts.host_health import Finding, Level
-from vmha.virt.errors import VirtError
+from vmha.virt.errors import HypervisorTimeout, VirtError
 
 # A filesystem pool's free space is read with statvfs: a hung NFS mount must not hold the
 # monitor longer than this.
 STATVFS_TIMEOUT_S = 5.0
+
+# libvirtd answered (its version, the node's size) but listing the running domains did not:
+# the list takes every domain's lock, and a domain being destroyed holds its lock while
+# libvirtd waits for the QEMU process to die (a frozen QEMU ignores SIGTERM: about 10 s
+# before SIGKILL).  That is one domain's trouble, not the host's: no finding until the list
+# has been stuck this long (or hypervisor_grace, if longer), then it counts as libvirtd not
+# answering.  A yellow flash would abort the cluster's transition mid-recovery, and the VM
+# being restarted in place would be placed afresh, on another host.
+DOMAIN_LIST_GRACE_S = 60.0
 
 
 class Assessment(NamedTuple):
@@ -59,21 +68,27 @@ def assess(
             error = exc.message
         except ImportError as exc:  # python3-libvirt not installed: libvirt cannot be asked
             error = f"the libvirt Python binding cannot be loaded ({exc})"
+        stalled = facts.get("stalled")
         if p.flag("check_hypervisor"):
             failure = Level.RED if p.text("hypervisor_failure") == "red" else Level.YELLOW
+            grace_s = float(p.integer("hypervisor_grace"))
             # since when libvirtd has not answered, kept across monitors (``hypervisor_grace``)
-            since = state.get("hypervisor_down_since") if error else None
-            if error and not isinstance(since, (int, float)):
+            since = state.get("hypervisor_down_since") if error or stalled else None
+            if (error or stalled) and not isinstance(since, (int, float)):
                 since = clock()
             state["hypervisor_down_since"] = since
             down_s = clock() - since if since is not None else 0.0
-            findings.append(
-                hh.judge_hypervisor(uri, error, failure, down_s=down_s, grace_s=p.integer("hypervisor_grace"))
-            )
+            if stalled and error is None and down_s < max(grace_s, DOMAIN_LIST_GRACE_S):
+                log.info(f"libvirt answers but its domain list is stuck for {down_s:.0f}s ({stalled})")
+                findings.append(hh.judge_hypervisor(uri, None, failure))
+            else:
+                findings.append(hh.judge_hypervisor(uri, error or stalled, failure, down_s=down_s, grace_s=grace_s))
         else:
             state.pop("hypervisor_down_since", None)  # a grace must start afresh when it is on again
             if error:
                 log.debug(f"libvirt not answering ({error}); its checks are skipped")
+        if stalled:
+            error = stalled  # what follows needs the list (or the time it used up): skipped
     # Checks that need libvirt's facts are skipped when it did not answer: the
     # hypervisor check already reports that, once.
     if p.flag("check_memory") and error is None:
@@ -126,7 +141,11 @@ def _libvirt_facts(p: Params, uri: str, deadline: Deadline) -> dict[str, Any]:
     with Connection.open(uri, deadline, readonly=True) as conn:
         facts["info"] = host.host_info(conn)
         if p.flag("check_memory") or derive:
-            facts["domains"] = host.running_domains(conn, with_xml=derive)
+            try:
+                facts["domains"] = host.running_domains(conn, with_xml=derive)
+            except HypervisorTimeout as exc:  # one domain's lock held (DOMAIN_LIST_GRACE_S)
+                facts["stalled"] = exc.message
+                return facts  # the deadline is spent: the rest waits for the next monitor
         if p.flag("check_storage"):
             facts["pools"] = host.pools(conn)
         if derive:

@@ -1,4 +1,4 @@
-"""``vmha lab up|status|down|demo|soak``: the entry point the ``vmha`` command hands over to."""
+"""``vmha lab up|status|down|exec|demo|soak``: the entry point the ``vmha`` command hands over to."""
 
 from __future__ import annotations
 
@@ -6,6 +6,10 @@ import argparse
 import sys
 
 from vmha.lab.config import AGENTS, LabConfig
+
+# ``vmha lab exec``'s own failure (no such host, host off), as env(1) and container runners
+# say it: every other exit code is the command's
+EXEC_CANNOT = 125
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -18,6 +22,14 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--replace", action="store_true", help="take down a lab that is up first")
     sub.add_parser("status", help="power switch and crm_mon of the lab")
     sub.add_parser("down", help="stop everything the lab started")
+    ex = sub.add_parser(
+        "exec",
+        help="run a command inside a lab host (its namespaces: its own cluster, libvirtd and /run)",
+        description="Run CMD inside lab host HOST, e.g. 'vmha lab exec ha1 -- crm_mon -1' or "
+        "'vmha lab exec ha2 -- bash'. Exit code: the command's, 125 when the lab cannot run it.",
+    )
+    ex.add_argument("host", metavar="HOST")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, metavar="-- CMD")
     demo = sub.add_parser("demo", help="up, migrate, fail over, down; JSON figures last")
     demo.add_argument("--agent", choices=sorted(AGENTS), default="vmha")
     demo.add_argument("--replace", action="store_true")
@@ -45,6 +57,16 @@ def main(argv: list[str]) -> int:
 
         return soak.main(args.faults, args.seed, args.only, replace=args.replace)
     lab = Lab()
+    if args.command == "exec":
+        cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+        if not cmd:
+            print("vmha lab exec: no command given (vmha lab exec HOST -- CMD...)", file=sys.stderr)
+            return EXEC_CANNOT
+        try:
+            return lab.exec_interactive(args.host, cmd)
+        except LabError as exc:
+            print(f"vmha lab exec: {exc}", file=sys.stderr)
+            return EXEC_CANNOT
     try:
         if args.command == "up":
             cfg = LabConfig(nodes=args.nodes, agent=args.agent, vms=args.vms)

@@ -146,6 +146,24 @@ class Lab:
             env_extend=env,
         )
 
+    def exec_interactive(self, host: str, argv: Sequence[str]) -> int:
+        """Run ``argv`` inside ``host`` with this terminal (stdin, stdout, stderr) and no
+        timeout: a person's command (``vmha lab exec``).  Its exit code; raises LabError when
+        the host is unknown, off or not ready."""
+        import subprocess
+
+        if host not in self.hosts:
+            known = ", ".join(self.hosts) or "none: the lab is not up"
+            raise LabError(f"no lab host {host!r} (hosts: {known})")
+        pid = self.host_pid(host)
+        if not pid:
+            raise LabError(f"host {host} is off")
+        if proc.host_root(pid, host) is None:
+            raise LabError(f"host {host} is not ready (its own /run is not mounted yet)")
+        nsenter = find_program("nsenter")
+        # the command is looked up on PATH inside the host (nsenter execs it there)
+        return subprocess.call([nsenter, "-t", str(pid), "-m", "-u", "-i", "-n", "-p", "--", *argv])  # noqa: S603
+
     def online_host(self, prefer: str | None = None) -> str | None:
         order = ([prefer] if prefer else []) + [h for h in self.hosts if h != prefer]
         for h in order:
