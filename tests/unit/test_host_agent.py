@@ -74,6 +74,15 @@ def claims(**values):
     return "".join(f'name="{CLAIM}" host="{node}" value="{v}"\n' for node, v in values.items())
 
 
+def expect_red(runner):
+    """This node turning red beside a green ha2: read the peers, claim, publish red, release."""
+    runner.expect(NODES, stdout=TWO)
+    runner.expect(QUERY, stdout=attrs(ha2="green"))
+    expect_claim(runner, health=attrs(ha2="green"))
+    runner.expect([*SET, "red"])
+    runner.expect(CLAIM_DELETE)
+
+
 def expect_claim(runner, *, seen=None, members=TWO, health):
     """The red claim: set it, see it come back (with whatever other claims ``seen`` adds),
     read the members and their health again."""
@@ -490,11 +499,7 @@ def test_a_success_resets_the_failure_count(h):
     h.runner.expect([*SET, "red"], rc=102, stderr=NOT_CONNECTED)
     h.runner.expect(CLAIM_DELETE)
     h.agent().monitor()
-    h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
-    h.runner.expect(QUERY, stdout=attrs(ha2="green"))
-    expect_claim(h.runner, health=attrs(ha2="green"))
-    h.runner.expect([*SET, "red"])
-    h.runner.expect(CLAIM_DELETE)
+    expect_red(h.runner)
     h.agent().monitor()
     assert h.state()["attrd_failures"] == 0
 
@@ -520,11 +525,7 @@ def test_memory_headroom_yellow(h):
 
 def test_named_pool_missing_is_red(h):
     h.started()
-    h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
-    h.runner.expect(QUERY, stdout=attrs(ha2="green"))
-    expect_claim(h.runner, health=attrs(ha2="green"))
-    h.runner.expect([*SET, "red"])
-    h.runner.expect(CLAIM_DELETE)
+    expect_red(h.runner)
     h.agent(storage_pools="default-pool lab-pool").monitor()
     assert "lab-pool does not exist" in h.state()["health"]["findings"]
 
@@ -580,11 +581,7 @@ def test_checks_switched_off(h):
 def test_libvirt_down_is_red_and_skips_its_checks(h, tmp_path):
     h.started()
     down = f"qemu+unix:///system?socket={tmp_path}/no-such-socket"
-    h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
-    h.runner.expect(QUERY, stdout=attrs(ha2="green"))
-    expect_claim(h.runner, health=attrs(ha2="green"))
-    h.runner.expect([*SET, "red"])
-    h.runner.expect(CLAIM_DELETE)
+    expect_red(h.runner)
     h.agent(hypervisor=down, hypervisor_grace="0").monitor()
     findings = h.state()["health"]["findings"]
     assert findings.startswith("red: libvirt at qemu+unix") and "storage" not in findings
@@ -601,11 +598,7 @@ def test_libvirt_down_is_yellow_through_its_grace_then_red_and_green_again(h, tm
     h.agent(hypervisor=down, hypervisor_grace="30").monitor()
     assert h.state()["health"]["level"] == "yellow"
     h.clock.now += 2  # 31 s down: red
-    h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
-    h.runner.expect(QUERY, stdout=attrs(ha2="green"))
-    expect_claim(h.runner, health=attrs(ha2="green"))
-    h.runner.expect([*SET, "red"])
-    h.runner.expect(CLAIM_DELETE)
+    expect_red(h.runner)
     h.agent(hypervisor=down, hypervisor_grace="30").monitor()
     assert h.state()["health"]["findings"].startswith("red: libvirt at qemu+unix")
     assert isinstance(h.state()["hypervisor_down_since"], float)
@@ -632,11 +625,7 @@ def test_a_stuck_domain_list_is_no_finding_until_its_own_grace(h, monkeypatch):
     assert h.state()["health"]["level"] == "green" and isinstance(h.state()["hypervisor_down_since"], float)
     assert "domain list is stuck for 0s" in h.log.getvalue()
     h.clock.now += assess.DOMAIN_LIST_GRACE_S + 1
-    h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
-    h.runner.expect(QUERY, stdout=attrs(ha2="green"))
-    expect_claim(h.runner, health=attrs(ha2="green"))
-    h.runner.expect([*SET, "red"])
-    h.runner.expect(CLAIM_DELETE)
+    expect_red(h.runner)
     h.agent(hypervisor_grace="0").monitor()
     assert h.state()["health"]["findings"].startswith("red: libvirt at test:///default is not answering (list")
     monkeypatch.undo()
@@ -658,11 +647,7 @@ def test_edac_uncorrected_error_is_red_and_held(h):
     (mc / "ce_count").write_text("0\n")
     h.started()
     (mc / "ue_count").write_text("5\n")
-    h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
-    h.runner.expect(QUERY, stdout=attrs(ha2="green"))
-    expect_claim(h.runner, health=attrs(ha2="green"))
-    h.runner.expect([*SET, "red"])
-    h.runner.expect(CLAIM_DELETE)
+    expect_red(h.runner)
     h.agent().monitor()
     h.clock.now += 300  # no new error, still held
     h.runner.expect(NODES, stdout="1 ha1 member\n2 ha2 member\n")
