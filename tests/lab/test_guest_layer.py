@@ -56,7 +56,9 @@ def test_service_killed_restarts_in_place(watched: Lab, web: str) -> None:
     host = service_ready(lab)
     r = scenarios.kill_guest_service(lab, web, VM)
     assert r.recovery_s is not None, f"the service did not answer again: {r.to_json()}"
-    assert r.exit_reason.startswith("service "), r.exit_reason
+    # the status check sees the killed httpd gone, or (a monitor landing in the instant the
+    # guest's init has not reaped it yet) the client-path check finds its port closed
+    assert r.exit_reason.startswith(("service ", "port closed")), r.exit_reason
     assert r.qemu_pid_before and r.qemu_pid_after == r.qemu_pid_before, f"the VM's QEMU changed: {r.to_json()}"
     assert r.boots_after == r.boots_before, "the guest rebooted"
     assert service_ready(lab) == host

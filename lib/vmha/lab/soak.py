@@ -232,6 +232,26 @@ def _vm_back(lab: Lab, vm: str, old_pid: int | None, timeout: float) -> float | 
     return time.monotonic() - t0 if wait_until(back, timeout, 0.25) else None
 
 
+def _why_not_started(lab: Lab) -> dict[str, str]:
+    """What a person needs to tell why a VM is not back: the cluster's view (fail counts,
+    node attributes such as the health colour, inactive resources), each host's domains."""
+    out: dict[str, str] = {}
+    host = lab.online_host()
+    if host:
+        try:
+            r = lab.exec(host, ["crm_mon", "-1", "--inactive", "--failcounts", "--show-node-attributes"], timeout=15)
+            out["crm_mon"] = r.stdout or r.stderr
+        except (LabError, CommandError) as exc:
+            out["crm_mon"] = str(exc)
+    for h in lab.hosts:
+        try:
+            r = lab.exec(h, ["virsh", "-r", "list", "--all"], timeout=10)
+            out[f"virsh {h}"] = r.stdout or r.stderr
+        except (LabError, CommandError) as exc:
+            out[f"virsh {h}"] = str(exc)
+    return out
+
+
 def _service_fault(lab: Lab, f: Fault) -> None:
     if not wait_until(lambda: _service_answers(lab), 90, 0.5):
         raise LabError(f"{SERVICE} did not answer before its fault")
@@ -373,6 +393,7 @@ def one_fault(lab: Lab, p: Planned, t_soak: float, log: Callable[[str], None]) -
         lab.pcs("resource", "clear", vm)
     if scenarios.all_started(lab, RECOVERY_BOUND_S) is None:
         f.problems.append(f"not every VM Started {RECOVERY_BOUND_S:.0f}s after the fault")
+        f.detail["cluster"] = _why_not_started(lab)
     found = lab.events(t_fault)
     starts: dict[str, list[str]] = {}
     for e in found:
