@@ -33,6 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="up, migrate, fail over, down; JSON figures last")
     demo.add_argument("--agent", choices=sorted(AGENTS), default="vmha")
     demo.add_argument("--replace", action="store_true")
+    demo.add_argument(
+        "--report", metavar="DIR", help="also write report.json and timeline.svg (the SVG timeline) into DIR"
+    )
     from vmha.lab.soak import KINDS
 
     soak = sub.add_parser("soak", help="faults of every kind at random moments, invariants checked; JSON last")
@@ -51,7 +54,7 @@ def main(argv: list[str]) -> int:
     if args.command == "demo":
         from vmha.lab.demo import run_demo
 
-        return run_demo(args.agent, replace=args.replace)
+        return run_demo(args.agent, replace=args.replace, report_dir=args.report)
     if args.command == "soak":
         from vmha.lab import soak
 

@@ -15,15 +15,17 @@ SIGTERM) the lab is taken down and the last line printed is one JSON object.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from typing import Any
 
-from vmha.lab import database, health, scenarios
+from vmha.lab import database, health, scenarios, timeline
 from vmha.lab.checker import DoubleRunChecker
 from vmha.lab.config import LAB_POOL, LabConfig
 from vmha.lab.lab import Lab, LabError, wait_until
 from vmha.lab.signals import interrupts_as_exceptions
+from vmha.lab.timeline import Mark
 from vmha.ocf.runner import CommandError
 
 FIGURES = (
@@ -89,7 +91,7 @@ def say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def service_recovery(lab: Lab, report: dict[str, Any], vm: str) -> None:
+def service_recovery(lab: Lab, report: dict[str, Any], vm: str, marks: list[Mark]) -> None:
     """A GuestService for the httpd inside ``vm``; the httpd killed in the guest; recovered in
     place (same QEMU) by the cluster.  The service resource is removed again afterwards."""
     service = "web1"
@@ -110,6 +112,10 @@ def service_recovery(lab: Lab, report: dict[str, Any], vm: str) -> None:
         say(lab.crm_mon_text())
         say(f"== kill -9 httpd inside {vm} (through its guest agent)")
         r = scenarios.kill_guest_service(lab, service, vm)
+        if r.broken_at is not None:
+            marks.append(Mark(r.broken_at, f"httpd killed in {vm}"))
+            if r.recovery_s is not None:
+                marks.append(Mark(r.broken_at + r.recovery_s, f"{service} answering again"))
         report["service_recovery"] = r.to_json()
         report["service_recovery_s"] = report["service_recovery"]["recovery_s"]
         say(
@@ -124,7 +130,7 @@ def service_recovery(lab: Lab, report: dict[str, Any], vm: str) -> None:
         lab.pcs("resource", "delete", service)
 
 
-def health_evacuation(lab: Lab, report: dict[str, Any]) -> None:
+def health_evacuation(lab: Lab, report: dict[str, Any], marks: list[Mark]) -> None:
     """HypervisorHealth on every host with migrate-on-red; the storage pool of the host
     running the most VMs fills up; its VMs leave by live migration (``evacuation_s``); the
     pool is emptied and the host turns green again.  The clone is removed afterwards."""
@@ -135,6 +141,7 @@ def health_evacuation(lab: Lab, report: dict[str, Any]) -> None:
         sick = scenarios.busiest(lab, dict(where))
         say(f"health: {health.colours(lab)}")
         say(f"== {sick}'s storage pool {LAB_POOL} fills up (fallocate {health.FILLER})")
+        marks.append(Mark(time.time(), f"{sick}'s pool fills"))
         ev = health.evacuate(lab, sick, heal=False)
         got = ev.to_json()
         say(
@@ -153,12 +160,13 @@ def health_evacuation(lab: Lab, report: dict[str, Any]) -> None:
         report["evacuation_s"] = report["evacuation"]["evacuation_s"]
         if ev.evacuation_s is None or not all(ev.live.values()):
             raise LabError(f"the VMs did not leave {sick} by live migration: {ev.to_json()}")
-        storage_loss(lab, report)
+        marks.append(Mark(time.time(), f"{sick}'s pool emptied"))
+        storage_loss(lab, report, marks)
     finally:
         health.disable(lab)
 
 
-def storage_loss(lab: Lab, report: dict[str, Any]) -> None:
+def storage_loss(lab: Lab, report: dict[str, Any], marks: list[Mark]) -> None:
     """The host running the VMs loses its path to the shared storage (cut): its guests pause
     on the I/O error, it turns red, they restart on the other host (``storage_failover_s``),
     and it is fenced and rejoins with a fresh path."""
@@ -167,7 +175,11 @@ def storage_loss(lab: Lab, report: dict[str, Any]) -> None:
     where = scenarios.all_started(lab, 60.0) or {}
     host = scenarios.busiest(lab, dict(where))
     say(f"\n== {host} loses its path to the shared storage (its bindfs killed)")
+    cut_at = time.time()
     loss = vmcp.storage_loss(lab, host, "cut")
+    marks.append(Mark(cut_at, f"{host}'s storage path cut"))
+    if loss.storage_failover_s is not None:
+        marks.append(Mark(cut_at + loss.storage_failover_s, "its VMs running elsewhere"))
     report["storage_loss"] = loss.to_json()
     report["storage_failover_s"] = report["storage_loss"]["storage_failover_s"]
     say(
@@ -177,7 +189,7 @@ def storage_loss(lab: Lab, report: dict[str, Any]) -> None:
     )
 
 
-def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -> None:
+def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker, marks: list[Mark]) -> None:
     """Migration then failover on an up lab; fills ``report``. Raises LabError."""
     where = scenarios.all_started(lab, 60.0)
     if not where:
@@ -188,11 +200,12 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     say(f"\n== a database VM: {DB_VM} on {lab.hosts[1]}, PostgreSQL in it managed by GuestService {DB_SERVICE}")
     database.create_vm(lab, DB_VM, prefer=lab.hosts[1])
     database.create_service(lab, DB_SERVICE, DB_VM)
-    service_recovery(lab, report, vm)
+    service_recovery(lab, report, vm, marks)
     where = scenarios.all_started(lab, 60.0) or where
     src = where[vm]
     dst = next(h for h in lab.hosts if h != src)
     say(f"\n== live migration: pcs resource move {vm} {dst}")
+    marks.append(Mark(time.time(), f"pcs resource move {vm} {dst}"))
     mig = scenarios.migrate(lab, vm, dst)
     report["migration"] = mig.to_json()
     report["migration_s"] = report["migration"]["migration_s"]
@@ -219,6 +232,10 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     if dbf.failover is None:
         raise LabError(f"power off {victim} failed")
     fo = dbf.failover
+    if fo.pulled_at is not None:
+        marks.append(Mark(fo.pulled_at, f"power off {victim}"))
+        if dbf.db_serving_again_s is not None:
+            marks.append(Mark(fo.pulled_at + dbf.db_serving_again_s, "database answering again"))
     report["failover"] = fo.to_json()
     report["failover_s"] = round(fo.failover_s, 2) if fo.failover_s is not None else None
     report["detection_s"] = fo.to_json()["detection_s"]
@@ -254,17 +271,43 @@ def run_scenarios(lab: Lab, report: dict[str, Any], checker: DoubleRunChecker) -
     settled = scenarios.settle(lab)
     say(f"== {victim} rejoined; the cluster settled: {settled}")
     say(lab.crm_mon_text(survivor))
-    health_evacuation(lab, report)
+    health_evacuation(lab, report, marks)
     # the writes once more, over everything the guests lived through: the migration, the
     # failover and the evacuation
     report.update(scenarios.written(lab))
     say(f"writes at the end: {report['writes_acknowledged']} acknowledged, {report['writes_lost']} lost")
 
 
-def run_demo(agent: str, *, replace: bool = False) -> int:
+def write_timeline(lab: Lab, since: float, marks: list[Mark], report_dir: str | None) -> str | None:
+    """The SVG timeline of the demo (vmha.lab.timeline) from the controllers' event stamps:
+    into ``report_dir``, else beside the events in the lab's log directory.  Its path, None
+    when it could not be written (the demo's figures do not depend on it)."""
+    path = os.path.join(report_dir or lab.paths.log_dir, "timeline.svg")
+    try:
+        found = lab.events(since)
+        svg = timeline.render(
+            found, marks, hosts=lab.hosts, start=since, title=f"vmha lab demo ({lab.state.agent}): what the cluster did"
+        )
+        timeline.write(path, svg)
+    except OSError as exc:
+        say(f"timeline: not written ({exc})")
+        return None
+    return path
+
+
+def run_demo(agent: str, *, replace: bool = False, report_dir: str | None = None) -> int:
+    """``report_dir``: also write the JSON report (report.json) and the timeline there."""
     # every figure starts as null, "not measured": only a measurement replaces it
     report: dict[str, Any] = {"agent": agent, "ok": False, **dict.fromkeys(FIGURES)}
     t0 = time.monotonic()
+    t_wall = time.time()
+    marks: list[Mark] = []
+    if report_dir is not None:
+        try:
+            os.makedirs(report_dir, mode=0o755, exist_ok=True)
+        except OSError as exc:
+            print(f"vmha lab demo: cannot write the report into {report_dir}: {exc}", file=sys.stderr)
+            return 2
     lab = Lab(log=say)
     checker: DoubleRunChecker | None = None
     try:
@@ -277,12 +320,15 @@ def run_demo(agent: str, *, replace: bool = False) -> int:
                 report["up"] = lab.up(cfg, replace=replace)
                 say(lab.crm_mon_text())
                 report["vm_start_s"] = report["up"].get("vms_started_s")
-                run_scenarios(lab, report, checker)
+                run_scenarios(lab, report, checker, marks)
                 report["ok"] = True  # the steps ran; the safety figures decide below
             finally:
                 if checker:
                     checker.stop()
                     report.update(double_run_figures(checker))
+                report["timeline"] = write_timeline(lab, t_wall, marks, report_dir)
+                if report["timeline"]:
+                    say(f"== timeline: {report['timeline']}")
                 say("== vmha lab down")
                 problems = lab.down()
                 report["down_clean"] = not problems
@@ -294,7 +340,17 @@ def run_demo(agent: str, *, replace: bool = False) -> int:
         report["ok"], report["error"] = False, str(exc)
     report["ok"] = demo_ok(report)
     report["total_s"] = round(time.monotonic() - t0, 1)
-    print(json.dumps(report, sort_keys=True), flush=True)
+    text = json.dumps(report, sort_keys=True)
+    if report_dir is not None:
+        tmp = os.path.join(report_dir, f".report.json.{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text + "\n")
+            os.replace(tmp, os.path.join(report_dir, "report.json"))
+        except OSError as exc:
+            say(f"report: not written ({exc})")
+    print(text, flush=True)
     return 0 if report["ok"] else 1
 
 

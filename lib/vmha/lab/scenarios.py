@@ -170,6 +170,7 @@ class Failover:
     fence_history: str = ""
     rejoin_s: float | None = None
     timing: str = "polling"
+    pulled_at: float | None = None  # epoch seconds of the plug pull (vmha.lab.timeline's mark)
 
     def to_json(self) -> dict[str, Any]:
         r = {k: v for k, v in self.__dict__.items() if k != "fence_history"}
@@ -201,7 +202,7 @@ def power_off(lab: Lab, victim: str, timeout: float = 180.0, rejoin: bool = True
     vms = [vm for vm, h in before.items() if h == victim]
     survivors = [h for h in lab.hosts if h != victim]
     result = Failover(victim, vms)
-    t0 = time.time()
+    t0 = result.pulled_at = time.time()
     reply = lab.power.request(f"off {victim}", 30.0)
     if not reply.startswith("OFF"):
         raise LabError(f"power off {victim}: {reply}")
@@ -538,6 +539,7 @@ class ServiceRecovery:
     qemu_pid_after: int | None = None
     boots_before: int | None = None
     boots_after: int | None = None
+    broken_at: float | None = None  # epoch seconds of the fault in the guest
 
     @property
     def vm_untouched(self) -> bool:
@@ -575,7 +577,7 @@ def break_guest_service(
     if not host or s is None or s.started_on(service) != host:
         raise LabError(f"{vm} and {service} are not both Started on one host")
     result = ServiceRecovery(service, vm, host, qemu_pid_before=qemu_pid(lab, host, vm), boots_before=boots(lab, vm))
-    wall0 = time.time()
+    wall0 = result.broken_at = time.time()
     t0 = time.monotonic()
     if guest_exec(lab, host, vm, fault) != 0:
         raise LabError(f"{shlex.join(fault)} in {vm} failed")
