@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
+import time
 
 import pytest
 from vmha.lab import soak
@@ -24,6 +26,20 @@ pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(AGENT != "vmha", reason="the soak's layers are ocf:vmha's (GuestService, health)"),
 ]
+
+
+def keep_logs(lab: Lab) -> str:
+    """The events, the power switch's log and every host's Pacemaker and libvirt logs, copied
+    to ``<lab root>/kept/soak-<seed>-<time>``; the directory's path."""
+    dest = os.path.join(lab.paths.root, "kept", f"soak-{SEED}-{time.strftime('%Y%m%dT%H%M%S')}")
+    shutil.copytree(lab.paths.log_dir, os.path.join(dest, "log"), dirs_exist_ok=True)
+    nodes = os.path.join(lab.paths.run_dir, "nodes")
+    for host in sorted(os.listdir(nodes)) if os.path.isdir(nodes) else []:
+        for sub in ("var-log-pacemaker", "var-log-libvirt"):
+            src = os.path.join(nodes, host, sub)
+            if os.path.isdir(src):
+                shutil.copytree(src, os.path.join(dest, host, sub), dirs_exist_ok=True)
+    return dest
 
 
 def test_short_soak() -> None:
@@ -41,6 +57,9 @@ def test_short_soak() -> None:
     finally:
         problems = lab.down()
     print(json.dumps(result, sort_keys=True), file=sys.stderr)
+    if not result.get("ok"):
+        # the next lab reuses the run directory: what a person needs to explain a red soak is kept
+        print(f"soak logs kept in {keep_logs(lab)}", file=sys.stderr)
     assert result["error"] is None, result["error"]
     assert len(result["faults"]) == FAULTS and {f["kind"] for f in result["faults"]} <= set(soak.KINDS)
     # safety and recovery, every fault: never two, nothing lost, every VM back within the bound
