@@ -7,7 +7,7 @@ import stat
 import xml.etree.ElementTree as ET
 
 from vmha.lab.events import Event, parse_line
-from vmha.lab.timeline import Mark, render, write
+from vmha.lab.timeline import Mark, failed, render, write
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 T0 = 1_800_000_000.0
@@ -73,8 +73,19 @@ def test_a_failover_is_drawn_one_row_per_host_in_time_order() -> None:
     assert len([g for g in root.iter("{http://www.w3.org/2000/svg}g") if g.get("class") == "fenced"]) == 1
     health = rects(root, "health")
     assert len(health) == 1 and health[0].get("fill") == "#d62728", "only #health-vmha, in its colour"
-    marks = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "mark"]
-    assert marks == ["power off ha2 (9.5 s)"]
+    marks = ["".join(t.itertext()) for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "mark"]
+    assert marks == ["1 power off ha2 (9.5 s)"]
+    assert [t.text for t in root.iter("{http://www.w3.org/2000/svg}text") if t.get("class") == "mark-n"] == ["1"]
+
+
+def test_a_probe_answer_and_a_cancelled_monitor_are_no_failures() -> None:
+    found_running = Event("resource", "ha1", "ha1", "web1", "monitor", 0, 0, 7, "0", "ok", "", "", T0 + 1, 200)
+    cancelled = Event("resource", "ha1", "ha1", "web1", "monitor", 3000, 0, 0, "1", "Cancelled", "", "", T0 + 2, 0)
+    broken_probe = Event("resource", "ha1", "ha1", "web1", "monitor", 0, 1, 7, "0", "error", "", "", T0 + 3, 10)
+    assert not failed(found_running) and not failed(cancelled) and failed(broken_probe)
+    root = parse(render([found_running, cancelled, broken_probe], start=T0))
+    assert len(rects(root, "op")) == 2 and len(rects(root, "failed")) == 1
+    assert not [p for p in root.iter("{http://www.w3.org/2000/svg}path") if p.get("class") == "detected"]
 
 
 def test_fencing_lands_left_of_the_restart_it_allowed() -> None:

@@ -327,6 +327,7 @@ def run_demo(agent: str, *, replace: bool = False, report_dir: str | None = None
                     checker.stop()
                     report.update(double_run_figures(checker))
                 report["timeline"] = write_timeline(lab, t_wall, marks, report_dir)
+                report["moments"] = [{"at": round(m.at, 3), "label": m.label} for m in marks]
                 if report["timeline"]:
                     say(f"== timeline: {report['timeline']}")
                 say("== vmha lab down")

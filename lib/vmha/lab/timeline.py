@@ -8,8 +8,8 @@ start).  Drawn from vmha.lab.events (the controllers' alert stamps):
 - a red triangle where a recurring monitor failed (the cluster's detection);
 - a node lost (a cross) or back (a dot), a fencing done (an "F" on the fenced host's row);
 - a health colour change (a square of the new colour);
-- the scenario's own moments (a power-off requested, a service answering again) as labelled
-  dashed lines across every row.
+- the scenario's own moments (a power-off requested, a service answering again) as numbered
+  dashed lines across every row, named in a list under the picture.
 
 Plain SVG written with the standard library: nothing here earns a plotting library, and the
 file opens in any browser.
@@ -32,6 +32,7 @@ LANE_H = 16
 ROW_GAP = 14
 AXIS_H = 40
 LEGEND_H = 24
+MARK_H = 15  # a line of the moments' list
 PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#bab0ac", "#e15759")
 HEALTH_COLOURS = {"green": "#2ca02c", "yellow": "#e6b800", "red": "#d62728"}
 HEALTH_ATTRIBUTE = "#health-vmha"
@@ -43,6 +44,16 @@ class Mark:
 
     at: float
     label: str
+
+
+def failed(e: Event) -> bool:
+    """Whether a resource event is a failure: a probe's "running" or "not running" is an
+    answer, not a failure; a cancelled recurring monitor is no result at all."""
+    if e.desc == "Cancelled":
+        return False
+    if e.task == "monitor" and not e.interval_ms:
+        return e.rc not in (0, 7, 8)
+    return not e.ok
 
 
 def _colour_of_health(value: str) -> str | None:
@@ -74,7 +85,7 @@ def render(
     """The SVG text.  ``hosts`` orders the rows (hosts only seen in events follow);
     ``start``/``end`` (epoch seconds) bound the picture, by default the events' and marks'."""
     shown = [e for e in events if e.kind in ("resource", "node", "fencing", "attribute")]
-    shown = [e for e in shown if not (e.kind == "resource" and e.interval_ms and e.ok)]  # a passing monitor
+    shown = [e for e in shown if not (e.kind == "resource" and e.interval_ms and not failed(e))]  # monitor passing
     shown = [e for e in shown if not (e.kind == "attribute" and e.attribute != HEALTH_ATTRIBUTE)]
     times = [e.began if e.kind == "resource" else e.at for e in shown] + [e.at for e in shown] + [m.at for m in marks]
     t0 = start if start is not None else (min(times) if times else 0.0)
@@ -93,7 +104,7 @@ def render(
         row_y[h] = y
         y += LANE_H * (max(1, len(lanes[h])) + 1) + ROW_GAP
     plot_bottom = y
-    height = int(plot_bottom + AXIS_H + LEGEND_H + 10)
+    height = int(plot_bottom + AXIS_H + LEGEND_H + 20 + MARK_H * ((len(marks) + 1) // 2))
     scale = (WIDTH - LEFT - RIGHT) / (t1 - t0)
 
     def x(t: float) -> float:
@@ -138,11 +149,11 @@ def render(
         if e.kind == "resource" and not e.interval_ms:
             ly = lane_y(e.node, e.rsc)
             bx, bw = x(e.began), max(2.0, x(e.at) - x(e.began))
-            failed = not e.ok
-            stroke = ' stroke="#d62728" stroke-width="2"' if failed else ""
+            bad = failed(e)
+            stroke = ' stroke="#d62728" stroke-width="2"' if bad else ""
             what = f"{e.rsc} {e.task} on {e.node}: {e.desc or e.status} ({(e.exec_ms or 0) / 1000:.2f} s)"
             out.append(
-                f'<rect class="{"op failed" if failed else "op"}" x="{bx:.1f}" y="{ly + 2:.1f}" '
+                f'<rect class="{"op failed" if bad else "op"}" x="{bx:.1f}" y="{ly + 2:.1f}" '
                 f'width="{bw:.1f}" height="{LANE_H - 4}" fill="{colour[e.rsc]}"{stroke}>'
                 f"<title>{escape(what)}</title></rect>"
             )
@@ -186,31 +197,38 @@ def render(
                     f'<rect class="health" x="{ex - 4:.1f}" y="{ry - 4:.1f}" width="8" height="8" fill="{fill}" '
                     f'stroke="#333"><title>{escape(f"{e.node} {e.attribute}={e.value}")}</title></rect>'
                 )
-    # the scenario's moments, labelled above the rows (staggered so neighbours stay legible)
-    for i, m in enumerate(sorted(marks, key=lambda m: m.at)):
+    # the scenario's moments: a numbered dashed line each (numbers staggered so neighbours
+    # stay legible), named in the list under the legend
+    ordered = sorted(marks, key=lambda m: m.at)
+    for i, m in enumerate(ordered, start=1):
         mx = x(m.at)
-        ly = TOP - 8 - 12 * (i % 3)
+        ny = TOP - 6 - 13 * ((i - 1) % 3)
         out.append(
-            f'<line class="mark" x1="{mx:.1f}" y1="{ly + 2}" x2="{mx:.1f}" y2="{plot_bottom:.1f}" '
-            f'stroke="#333" stroke-dasharray="4,3"/>'
+            f'<line class="mark" x1="{mx:.1f}" y1="{ny + 3}" x2="{mx:.1f}" y2="{plot_bottom:.1f}" '
+            f'stroke="#333" stroke-dasharray="4,3"><title>{escape(m.label)}</title></line>'
         )
-        anchor = "end" if mx > WIDTH - 200 else "start"
-        out.append(
-            f'<text class="mark" x="{mx + (-3 if anchor == "end" else 3):.1f}" y="{ly}" '
-            f'text-anchor="{anchor}">{escape(m.label)} ({m.at - t0:.1f} s)</text>'
-        )
+        out.append(f'<text class="mark-n" x="{mx:.1f}" y="{ny}" text-anchor="middle" font-weight="bold">{i}</text>')
     if not shown and not marks:
         out.append(f'<text x="{LEFT}" y="{TOP + 20}">no cluster events recorded</text>')
-    # legend
+    # legend, then the moments
     lx, ly = float(LEFT), plot_bottom + AXIS_H
     for r in sorted(resources):
         out.append(f'<rect x="{lx:.0f}" y="{ly:.0f}" width="10" height="10" fill="{colour[r]}"/>')
         out.append(f'<text x="{lx + 14:.0f}" y="{ly + 9:.0f}">{escape(r)}</text>')
         lx += 24 + 7 * len(r)
     out.append(
-        f'<text x="{lx + 10:.0f}" y="{ly + 9:.0f}" fill="#555">bar: operation (red edge: failed) · '
-        "▲ monitor failed · ✕ host lost · ● host back · F fenced · ■ health colour</text>"
+        f'<text x="{LEFT}" y="{ly + 27:.0f}" fill="#555">bar: an operation, from its start to its result '
+        "(red edge: failed) · ▲ a monitor failed (the cluster noticed) · ✕ host lost · ● host back · "
+        "F fenced · ■ health colour changed</text>"
     )
+    col_w = (WIDTH - LEFT - RIGHT) / 2
+    for i, m in enumerate(ordered, start=1):
+        mx = LEFT + ((i - 1) % 2) * col_w
+        my = ly + 27 + MARK_H * ((i + 1) // 2)
+        out.append(
+            f'<text class="mark" x="{mx:.0f}" y="{my:.0f}"><tspan font-weight="bold">{i}</tspan> '
+            f"{escape(m.label)} ({m.at - t0:.1f} s)</text>"
+        )
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
