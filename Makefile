@@ -18,7 +18,7 @@ DEB_PACKAGES := pacemaker corosync pcs pacemaker-cli-utils resource-agents fence
                 busybox-static qemu-guest-agent cpio kmod iproute2 procps util-linux bindfs \
                 postgresql-15 mariadb-server-core mariadb-client-core openssl
 
-.PHONY: all deps venv lint typecheck test pytest test-py39 install install-deb uninstall bench bench-failover bench-storage bench-db bench-soak demo clean
+.PHONY: all deps venv lint typecheck test pytest test-py39 install install-deb uninstall bench bench-failover bench-storage bench-db bench-tools bench-soak demo clean
 
 all: test
 
@@ -96,6 +96,12 @@ bench-storage: venv install-deb
 
 bench-db: venv install-deb
 	PYTHONPATH=lib $(PYTHON) bench/db_failover.py --rounds 3
+
+# the operator's tools on a healthy 2-host lab, beside crm_mon and pcs status; and vmha plan
+# over synthetic CIBs of 2 to 32 hosts (no lab)
+bench-tools: venv install-deb
+	PYTHONPATH=lib $(PYTHON) bench/operator_tools.py
+	$(PYTHON) bench/plan_scale.py --json
 
 # a long soak: three rounds of every fault kind; SEED=N replays one
 bench-soak: venv install-deb

@@ -19,6 +19,8 @@ PKG_PYTHON   ?= /usr/bin/python3
 # list serves `make install` and the packages. Alone (and inside a package build, where the
 # tree holds only the listed agents), every file in agents/.
 AGENTS       ?= $(sort $(notdir $(wildcard agents/*)))
+# vmha's tools with a page of their own (vmha-TOOL.8, from `vmha TOOL --help`)
+TOOLS        := plan status
 
 PKG_VERSION  := $(shell $(PKG_PYTHON) -I packaging/tools/version.py package 2>/dev/null)
 PKG_BUILD    := build/packages
@@ -164,6 +166,8 @@ pkg-man:
 	        -o $(PKG_MAN_DIR)/ocf_vmha_$$a.7 $(addprefix --agent ,$(AGENTS)) || exit 1; done
 	$(PKG_PYTHON) -I packaging/tools/manpage.py command bin/vmha -o $(PKG_MAN_DIR)/vmha.8 \
 	    $(addprefix --agent ,$(AGENTS))
+	for t in $(TOOLS); do \
+	    $(PKG_PYTHON) -I packaging/tools/manpage.py tool bin/vmha $$t -o $(PKG_MAN_DIR)/vmha-$$t.8 || exit 1; done
 
 pkg-install: pkg-man
 	install -d -m 755 $(DESTDIR)$(PKG_OCF_DIR) $(DESTDIR)$(PKG_PYLIB) $(DESTDIR)/usr/sbin \
@@ -178,6 +182,8 @@ pkg-install: pkg-man
 	for a in $(AGENTS); do \
 	    install -m 644 $(PKG_MAN_DIR)/ocf_vmha_$$a.7 $(DESTDIR)/usr/share/man/man7/ || exit 1; done
 	install -m 644 $(PKG_MAN_DIR)/vmha.8 $(DESTDIR)/usr/share/man/man8/vmha.8
+	for t in $(TOOLS); do \
+	    install -m 644 $(PKG_MAN_DIR)/vmha-$$t.8 $(DESTDIR)/usr/share/man/man8/ || exit 1; done
 
 pkg-clean:
 	rm -rf $(PKG_MAN_DIR)

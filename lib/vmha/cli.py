@@ -11,6 +11,12 @@ USAGE = """usage: vmha <command> [args]
 commands:
   path-check URL...         GuestService's client-path checks by hand (tcp://, http(s)://,
                             postgresql://, mysql://): 0 healthy, 1 not, 2 bad input
+  status [--json]           the whole stack at a glance: hosts, VMs, guests, services, client
+                            path, N+1: 0 all well, 1 degraded, 2 something down, 3 cannot tell
+  plan [--failures K] [--standby HOST] [--json]
+                            N+1: where every VM would go if a host failed (Pacemaker's
+                            scheduler on a copy of the CIB): 0 met, 1 not met, 2 bad input,
+                            3 cannot tell
   lab up|status|exec|down|demo|soak
                             a real Pacemaker + libvirt cluster of namespace hosts on this machine
   version                   print the version
@@ -33,6 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         from vmha import path_check
 
         return path_check.main(rest)
+    if command == "status":
+        from vmha.ops import status
+
+        return status.main(rest)
+    if command == "plan":
+        from vmha.ops import plan
+
+        return plan.main(rest)
     if command == "lab":
         import importlib
 

@@ -88,6 +88,36 @@ def _one(url: str, opts: argparse.Namespace, password: str | None) -> tuple[bool
     raise BadInput(f"{url!r}: not a tcp://, http(s)://, postgresql:// or mysql:// URL")
 
 
+def check(
+    url: str,
+    *,
+    timeout: float,
+    password_file: str = "",
+    require_primary: bool = False,
+    status: str = "",
+    body: str = "",
+    max_latency_ms: int = 0,
+    ca_file: str = "",
+    insecure: bool = False,
+) -> tuple[bool, str]:
+    """One check as the agent runs it (vmha status: a GuestService's own parameters): (ok,
+    the reason the agent would give).  Raises ValueError for what validate-all refuses (a
+    bad URL, a password file readable by others)."""
+    opts = _parser().parse_args(["--timeout", str(timeout), url])
+    opts.require_primary, opts.status, opts.body = require_primary, status or "200", body
+    opts.max_latency_ms, opts.ca_file, opts.insecure = max_latency_ms, ca_file, insecure
+    password = None
+    if password_file:
+        from vmha.guest_service.db_client import read_password_file
+
+        password = read_password_file(password_file)
+    try:
+        _validate(url, opts)
+    except BadInput as exc:
+        raise ValueError(str(exc)) from None
+    return _one(url, opts, password)
+
+
 def main(argv: list[str], out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
     try:
         opts = _parser().parse_args(argv)

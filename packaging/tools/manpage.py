@@ -3,13 +3,16 @@
 
     manpage.py agent   AGENT_EXECUTABLE -o ocf_vmha_<Agent>.7
     manpage.py command VMHA_EXECUTABLE  -o vmha.8 [--agent NAME ...]
+    manpage.py tool    VMHA_EXECUTABLE TOOL -o vmha-TOOL.8
 
 An agent page comes from what the agent itself prints for ``meta-data`` (so it cannot drift
 from the code), the way resource-agents makes its ocf_heartbeat_*.7 pages: NAME, SYNOPSIS,
 DESCRIPTION (longdesc), SUPPORTED PARAMETERS (type, default, required), OPERATIONS (timeouts,
 intervals, depths), EXAMPLE, SEE ALSO. The command page wraps the command's own ``--help``
-text. The page date is SOURCE_DATE_EPOCH when set (dpkg-buildpackage and rpmbuild set it), so
-a rebuild of the same source gives the same page.
+text, and a tool's page (vmha-plan(8), as git-commit(1) is git's) wraps ``vmha TOOL --help``
+(argparse's usage, options and epilog: the exit codes). The page date is SOURCE_DATE_EPOCH
+when set (dpkg-buildpackage and rpmbuild set it), so a rebuild of the same source gives the
+same page.
 
 The metadata is parsed with entity resolution, DTD loading and network access off: the
 generator runs an executable from the tree being packaged and trusts its output no further
@@ -294,6 +297,35 @@ def command_page(command: str, agents: Iterable[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+# the Pacemaker command each tool stands on, and its siblings
+TOOL_SEE_ALSO = {"plan": ("crm_simulate", "vmha-status"), "status": ("crm_mon", "vmha-plan")}
+
+
+def tool_page(command: str, tool: str) -> str:
+    """vmha-TOOL(8): ``vmha TOOL --help``, its first line of description as the NAME."""
+    env = {"PATH": AGENT_ENV["PATH"], "LC_ALL": "C", "COLUMNS": "90"}
+    text = subprocess.run(
+        [command, tool, "--help"], capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_S, check=True
+    ).stdout
+    version_line = subprocess.run(
+        [command, "version"], capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_S, check=True
+    ).stdout.split()
+    version = version_line[-1] if version_line else ""
+    blocks = text.strip("\n").split("\n\n")
+    usage = blocks[0].removeprefix("usage: ")
+    summary = blocks[1].strip() if len(blocks) > 1 else f"vmha {tool}"
+    rest = blocks[2:]
+    out = th(f"vmha-{tool}", "8", version, "System Administration")
+    out += [".SH NAME", line(f"vmha\\-{esc(tool)} \\- {esc(summary.rstrip('.'))}")]
+    out += [".SH SYNOPSIS", ".nf"] + [line(esc(u)) for u in usage.split("\n")] + [".fi"]
+    out += [".SH DESCRIPTION", ".PP", line(esc(summary))]
+    for block in rest:
+        out += [".PP", ".nf"] + [line(esc(u)) if u.strip() else "" for u in block.split("\n")] + [".fi"]
+    see = ["vmha", *TOOL_SEE_ALSO.get(tool, ()), "pcs"]
+    out += [".SH SEE ALSO", line(", ".join(f"\\fB{esc(name)}\\fR(8)" for name in see))]
+    return "\n".join(out) + "\n"
+
+
 # --- main ---------------------------------------------------------------------------------
 
 
@@ -315,10 +347,16 @@ def main(argv: list[str]) -> int:
     c.add_argument("executable")
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--agent", action="append", default=[], help="an agent, for FILES and SEE ALSO")
+    t = sub.add_parser("tool", help="vmha-TOOL.8 from vmha TOOL --help")
+    t.add_argument("executable")
+    t.add_argument("tool")
+    t.add_argument("-o", "--output", required=True)
     args = ap.parse_args(argv)
     try:
         if args.kind == "agent":
             text = agent_page(read_metadata(args.executable), args.agent)
+        elif args.kind == "tool":
+            text = tool_page(args.executable, args.tool)
         else:
             text = command_page(args.executable, args.agent)
     except (OSError, subprocess.SubprocessError, etree.XMLSyntaxError, ValueError) as exc:

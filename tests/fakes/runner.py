@@ -58,6 +58,7 @@ class FakeRunner:
         self._answers: list[_Expected] = []
         self.calls: list[RunCall] = []
         self.unexpected: list[tuple[str, ...]] = []
+        self._ignored: list[tuple[str, ...]] = []
 
     @classmethod
     def permissive(cls) -> FakeRunner:
@@ -89,6 +90,12 @@ class FakeRunner:
         self._answers.append(_Expected(tuple(prefix), rc, stdout, stderr, raises))
         return self
 
+    def ignore(self, prefix: Sequence[str]) -> FakeRunner:
+        """Strict mode: a command starting with ``prefix`` is recorded and answered with
+        success, outside the expected sequence (a side channel a test is not about)."""
+        self._ignored.append(tuple(prefix))
+        return self
+
     def run(
         self,
         argv: Sequence[str],
@@ -105,6 +112,8 @@ class FakeRunner:
             for ans in self._answers:
                 if ans.matches(got):
                     return ans.answer(got)
+            return Completed(got, 0, "", "")
+        if any(got[: len(prefix)] == prefix for prefix in self._ignored):
             return Completed(got, 0, "", "")
         if not self._queue:
             self.unexpected.append(got)

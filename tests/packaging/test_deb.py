@@ -127,7 +127,9 @@ def test_man_pages_open(package):
     assert where.stdout.strip() == f"/usr/share/man/man7/ocf_vmha_{AGENT}.7.gz", where.stderr
     where = run(["man", "-w", "8", "vmha"])
     assert where.stdout.strip() == "/usr/share/man/man8/vmha.8.gz", where.stderr
-    for page in (["7", f"ocf_vmha_{AGENT}"], ["8", "vmha"]):
+    where = run(["man", "-w", "8", "vmha-plan"])
+    assert where.stdout.strip() == "/usr/share/man/man8/vmha-plan.8.gz", where.stderr
+    for page in (["7", f"ocf_vmha_{AGENT}"], ["8", "vmha"], ["8", "vmha-plan"]):
         shown = run(["man", "--warnings", "-P", "cat", *page], env_extra={"MANWIDTH": "100"})
         assert shown.returncode == 0 and shown.stderr == "", shown.stderr  # no groff warnings
         assert "SEE ALSO" in shown.stdout

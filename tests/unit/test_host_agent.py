@@ -36,6 +36,7 @@ DELETE = ["attrd_updater", "--name", ATTR, "--delete"]
 NODES = ["crm_node", "--list"]
 NOT_CONNECTED = "attrd_updater: Could not connect to attrd: Connection refused"
 CLAIM = "vmha-red-claim-vmha"
+REASON_SET = ["attrd_updater", "--name", "health-vmha-reason", "--update"]
 WALL = 1796000000.0
 STAMP = f"{WALL:.3f}"
 CLAIM_SET = ["attrd_updater", "--name", CLAIM, "--update", STAMP, "--private"]
@@ -118,7 +119,7 @@ class Env:
         self.rsctmp = tmp_path / "rsctmp"
         self.root = root
         self.clock = Clock()
-        self.runner = FakeRunner()
+        self.runner = FakeRunner().ignore(REASON_SET)  # the reason's own tests look at it
         self.log = io.StringIO()
 
     def agent(self, action="monitor", *, interval=30000, timeout=20000, on_node="ha1", **params):
@@ -795,3 +796,36 @@ def test_node_tools_query_and_members(scripted_runner):
     # attrd_updater 2.1 answers --all for the agent's own node only while it sees on_node
     assert "OCF_RESKEY_CRM_meta_on_node" in scripted_runner.calls[0].env_unset
     assert tools.members(timeout=5) == [("ha1", True), ("ha2", False)]
+
+
+def reasons(h) -> list[tuple[str, ...]]:
+    return [a[4:] for a in h.runner.argvs("attrd_updater") if a[: len(REASON_SET)] == tuple(REASON_SET)]
+
+
+def test_the_reason_for_the_colour_is_published_privately_when_it_changes(h):
+    """vmha status shows why a host is not green: a private attrd attribute (never in the
+    CIB, so no transition), written at start, on a change, and not at every monitor."""
+    h.started()
+    assert reasons(h) == [("", "--private")]
+    h.agent().monitor()
+    assert len(reasons(h)) == 1  # unchanged: not rewritten
+    h.break_bridge()
+    h.runner.expect(NODES, stdout=TWO)
+    h.runner.expect(QUERY, stdout=attrs(ha1="green", ha2="red"))
+    h.runner.expect([*SET, "yellow"])
+    h.agent().monitor()
+    text, private = reasons(h)[-1]
+    assert private == "--private" and "virbr0 is down" in text and "red capped to yellow" in text, text
+    assert h.state()["reason_published"] == text
+
+
+def test_a_reason_that_cannot_be_published_is_tried_again(h):
+    h.started()
+    h.runner = FakeRunner.permissive().answer(REASON_SET, rc=1, stderr="error: timed out")
+    h.agent().monitor()
+    h.break_bridge()
+    h.agent().monitor()
+    tried = [a for a in h.runner.argvs("attrd_updater") if a[: len(REASON_SET)] == tuple(REASON_SET)]
+    assert len(tried) == 1 and h.state()["reason_published"] == ""  # the last one that was written
+    h.agent().monitor()
+    assert len([a for a in h.runner.argvs("attrd_updater") if a[: len(REASON_SET)] == tuple(REASON_SET)]) == 2

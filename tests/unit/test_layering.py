@@ -22,7 +22,9 @@ MAY_IMPORT = {
     "vmha.verdicts": {"vmha.ocf", "vmha.virt"},  # pure decisions over their types
     "vmha.agent_common": {"vmha.ocf", "vmha.virt"},
     **{p: {"vmha.ocf", "vmha.virt", "vmha.verdicts", "vmha.agent_common"} for p in AGENT_PACKAGES},
-    "vmha.cli": {"vmha.lab", "vmha.path_check"},
+    "vmha.cli": {"vmha.lab", "vmha.path_check", "vmha.ops"},
+    # the operator's tools read the cluster through its own commands, as the agents' OCF layer does
+    "vmha.ops": {"vmha.ocf", "vmha.virt", "vmha.path_check"},
     # the operator's check by hand runs the agent's own client-path code and verdicts
     "vmha.path_check": {"vmha.verdicts", "vmha.guest_service"},
     # the lab observes the agents from outside: it shares none of their libvirt code

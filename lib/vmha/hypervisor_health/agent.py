@@ -67,6 +67,11 @@ AGENT = "HypervisorHealth"
 COMMAND_TIMEOUT_S = 5.0
 
 
+def reason_attribute(health_attribute: str) -> str:
+    """The private attribute that carries the reason for ``health_attribute``'s colour."""
+    return f"{health_attribute.lstrip('#')}-reason"
+
+
 class HypervisorHealth:
     """One invocation of the agent."""
 
@@ -139,6 +144,7 @@ class HypervisorHealth:
         )
         verdict = self.cluster.decide(found.findings)
         self.report(found.findings, verdict)
+        republish = force or bool(self.state.get("republish"))
         # start fails at the first failed write; a monitor only after attrd_failures in a row
         fail_after = 1 if self.ctx.action == "start" else self.p.integer("attrd_failures")
         try:
@@ -154,7 +160,26 @@ class HypervisorHealth:
                 reserved_memory_mib=self.p.integer("reserved_memory_mib"),
                 force=force,
             )
+        self._publish_reason(found.findings, verdict, force=republish)
         return verdict
+
+    def _publish_reason(self, findings: Sequence[Finding], verdict: Verdict, *, force: bool) -> None:
+        """Why the node has its colour, for ``vmha status``: a private attrd attribute
+        (``health-vmha-reason`` beside ``#health-vmha``; never in the CIB, so no transition),
+        written when the text changes.  A failure costs only the reason shown."""
+        text = hh.summary(findings)
+        if verdict.capped and verdict.reason:
+            text = f"{text}; {verdict.reason}" if text else verdict.reason
+        if not force and self.state.get("reason_published") == text:
+            return
+        try:
+            self.tools.set_node_attribute(
+                reason_attribute(self.p.text("health_attribute")), text, private=True, timeout=self._command_timeout()
+            )
+        except CommandError as exc:
+            self.log.debug(f"health reason not published: {exc}")
+            return
+        self.state["reason_published"] = text
 
     def report(self, findings: Sequence[Finding], verdict: Verdict) -> None:
         """Log the health when it changes (the monitor is frequent; the log is not a ticker)."""
