@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 from vmha import __version__
@@ -42,11 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     if command == "status":
         from vmha.ops import status
 
-        return status.main(rest)
+        return status.main(rest, env=os.environ)
     if command == "plan":
         from vmha.ops import plan
 
-        return plan.main(rest)
+        return plan.main(rest, env=os.environ)
     if command == "lab":
         import importlib
 

@@ -113,3 +113,9 @@ def test_bad_usage_is_one_line_and_cannot_tell() -> None:
     err = io.StringIO()
     assert status.main(["--timeout", "0"], stdout=io.StringIO(), stderr=err) == 3
     assert "--timeout must be above 0" in err.getvalue()
+
+
+def test_the_reason_read_is_the_one_hypervisor_health_writes() -> None:
+    from vmha.hypervisor_health.agent import reason_attribute
+
+    assert status.REASON_ATTRIBUTE == reason_attribute(status.HEALTH_ATTRIBUTE) == "health-vmha-reason"

@@ -1026,7 +1026,7 @@ def main(
         err.write("vmha plan: --jobs must be at least 1\n")
         return BAD_INPUT
     deadline = Deadline.after(opts.timeout)
-    run = runner if runner is not None else CommandRunner(cluster_env(env))
+    run = runner if runner is not None else CommandRunner(cluster_env({} if env is None else env))
     workdir = tempfile.mkdtemp(prefix="vmha-plan-")
     try:
         root = read_cib(opts.cib, run, deadline)

@@ -8,7 +8,7 @@ Sources, all asked at once and each bounded by the one ``--timeout``:
   history (since when a VM runs where it runs), fencing done, cluster options.
 - ``cibadmin --query``: what the resources are (agent, parameters), fence devices, node and
   resource utilization; the N+1 verdict (``vmha.ops.plan``, Pacemaker's scheduler on a copy).
-- ``attrd_updater``: the reason HypervisorHealth gave for its colour (``vmha-health-reason``).
+- ``attrd_updater``: the reason HypervisorHealth gave for its colour (``health-vmha-reason``).
 - ``stonith_admin --list``: which fence devices can fence each host, as the fencer says.
 - each online host's libvirt, read-only (the VMs' own ``hypervisor`` / ``remoteuri``): the
   domains running there (one running outside the cluster is a warning), the guest agent
@@ -50,7 +50,7 @@ VERDICTS = {OK: "ok", DEGRADED: "degraded", DOWN: "down", UNKNOWN: "unknown"}
 DEFAULT_TIMEOUT_S = 5.0
 LIBVIRT_TIMEOUT_S = 2.0
 CHECK_TIMEOUT_S = 2.0
-REASON_ATTRIBUTE = "vmha-health-reason"
+REASON_ATTRIBUTE = "health-vmha-reason"
 HEALTH_ATTRIBUTE = "#health-vmha"
 VM_AGENTS = {"ocf:vmha:VirtualMachine": True, "ocf:heartbeat:VirtualDomain": False}
 SERVICE_AGENT = "ocf:vmha:GuestService"
@@ -953,7 +953,7 @@ def main(
 ) -> int:
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
-    environ = os.environ if env is None else env
+    environ = {} if env is None else env
     parser = _parser()
     try:
         opts = parser.parse_args(argv)
