@@ -13,8 +13,10 @@ Sources, all asked at once and each bounded by the one ``--timeout``:
 - each online host's libvirt, read-only (the VMs' own ``hypervisor`` / ``remoteuri``): the
   domains running there (one running outside the cluster is a warning), the guest agent
   channel of each (connected or not).
-- the GuestServices' client-path checks (``tcp_check``, ``http_check``, ``db_check``),
-  run from this host with the agent's own code (``vmha.path_check``).
+- the GuestServices' client-path checks (``tcp_check``, ``http_check``, ``db_check``) of the
+  services running on this host, run from here with the agent's own code (``vmha.path_check``):
+  the agent's vantage point (a guest network may not reach past its host); a service on
+  another host shows its monitor's verdict, and its checks as "not run".
 
 A source that does not answer in time is shown as such ("no answer within 2.0s"), never
 waited for.
@@ -592,8 +594,8 @@ def gather(runner: CommandRunner, timeout_s: float, *, run_plan: bool = True, ch
             check_timeout = max(0.2, min(CHECK_TIMEOUT_S, deadline.remaining() - 0.5))
             for vm in vms.values():
                 for svc in vm.services:
-                    if not svc.hosts or svc.failed:
-                        continue
+                    if not svc.hosts or svc.failed or local not in svc.hosts:
+                        continue  # from the host it runs on, as its agent asks: elsewhere below
                     for url, fn in service_checks(defs.services[svc.id], check_timeout):
                         check_f[(svc.id, url)] = pool.submit(fn)
         for h, f in fence_f.items():
@@ -608,6 +610,12 @@ def gather(runner: CommandRunner, timeout_s: float, *, run_plan: bool = True, ch
                 seen.libvirt = "not asked (offline)"
         for vm in vms.values():
             for svc in vm.services:
+                if checks and svc.hosts and not svc.failed and local not in svc.hosts:
+                    # the client path is the one from the service's host (a guest network may
+                    # not reach past it): its monitor there asks, and its state says how it went
+                    elsewhere = f"asked from {', '.join(svc.hosts)} by its monitor; vmha status there runs it"
+                    svc.checks = [Check(url, None, elsewhere) for url in _urls(defs.services[svc.id])]
+                    continue
                 svc.checks = [
                     check_f[(svc.id, url)].result() for url in _urls(defs.services[svc.id]) if (svc.id, url) in check_f
                 ]
