@@ -24,6 +24,12 @@ CRM_MON = "/usr/sbin/crm_mon"
 pytestmark = pytest.mark.skipif(not os.access(CRM_MON, os.X_OK), reason="needs Pacemaker's tools (make deps)")
 
 
+@pytest.fixture(autouse=True)
+def on_ha1(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No controller answers crm_node --name beside a saved CIB: status runs "on" ha1."""
+    monkeypatch.setattr(status, "this_host", lambda: "ha1")
+
+
 @pytest.fixture()
 def listening() -> Iterator[int]:
     """A TCP port that accepts (the client path of a healthy service)."""
@@ -145,6 +151,16 @@ def test_the_text_view_groups_by_host_without_colour_off_a_terminal(tmp_path: Pa
     assert lines[ha1 + 1].startswith("  vm1 ") and lines[ha1 + 2].startswith("    web1 ")
     assert f"tcp://127.0.0.1:{listening} ok" in lines[ha1 + 2]
     assert lines[-1].startswith("status: degraded (exit 1) in ")
+
+
+def test_a_service_on_another_host_is_its_hosts_to_check(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Asked from ha2, web1 (on ha1) is not checked from here: a guest network need not reach
+    past its host, and its monitor there runs the checks; even a closed port is no problem."""
+    monkeypatch.setattr(status, "this_host", lambda: "ha2")
+    rc, snap = run_status(cib(tmp_path, checks={"tcp_check": f"127.0.0.1:{closed_port()}"}))
+    web = snap["vms"][0]["services"][0]
+    assert [c["ok"] for c in web["checks"]] == [None] and "asked from ha1" in web["checks"][0]["reason"]
+    assert rc == 1 and snap["problems"] == []
 
 
 def test_no_cluster_to_ask_is_cannot_tell(tmp_path: Path) -> None:

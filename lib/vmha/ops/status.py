@@ -533,6 +533,10 @@ def _run(runner: CommandRunner, argv: list[str], deadline: Deadline, cap: float)
     return done.stdout
 
 
+def this_host() -> str:
+    return os.uname().nodename
+
+
 def gather(runner: CommandRunner, timeout_s: float, *, run_plan: bool = True, checks: bool = True) -> Snapshot:
     """Everything at once; raises CannotTell when crm_mon gives no answer."""
     start = time.monotonic()
@@ -566,8 +570,8 @@ def gather(runner: CommandRunner, timeout_s: float, *, run_plan: bool = True, ch
         snap.cluster_name = defs.cluster_name
         try:
             local: str | None = me_f.result().strip() or None
-        except CommandError:
-            local = os.uname().nodename
+        except CommandError:  # no controller to ask (a saved CIB): this machine's name
+            local = this_host()
         try:
             for host, value in _attr_values(why_f.result()).items():
                 if host in snap.hosts:
