@@ -42,7 +42,9 @@ def test_no_colour_off_a_terminal_or_with_no_color() -> None:
 
 
 def test_stonith_admin_and_attrd_answers() -> None:
-    assert status._device_list("fence-lab\n1 fence devices found\n") == ["fence-lab"]
+    # Pacemaker 2.1.5's own words (seen in the lab): singular for one, plural otherwise
+    assert status._device_list("fence-lab\n1 fence device found\n") == ["fence-lab"]
+    assert status._device_list("fence-a\nfence-b\n2 fence devices found\n") == ["fence-a", "fence-b"]
     assert status._device_list("0 fence devices found\n") == []
     out = 'name="health-vmha-reason" host="ha1" value="yellow: pool lab-pool 1.2% free"\n'
     out += 'name="health-vmha-reason" host="ha2" value=""\n'

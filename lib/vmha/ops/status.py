@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -653,8 +654,12 @@ def _attr_values(text: str) -> dict[str, str]:
 
 
 def _device_list(text: str) -> list[str]:
-    """stonith_admin --list HOST: one device per line, then "N fence devices found"."""
-    return [line.strip() for line in text.splitlines() if line.strip() and not line.strip().endswith("devices found")]
+    """stonith_admin --list HOST: one device per line, then "N fence device(s) found"."""
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not re.fullmatch(r"\d+ fence devices? found", line.strip())
+    ]
 
 
 def _utilization(cib_root: Any, snap: Snapshot, resources: Mapping[str, Mapping[str, Any]]) -> None:
