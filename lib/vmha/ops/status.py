@@ -955,7 +955,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help=f"seconds for everything asked (default {DEFAULT_TIMEOUT_S:g}); what has not answered by then is shown so",
     )
-    p.add_argument("--no-checks", action="store_true", help="do not run the services' client-path checks")
+    p.add_argument(
+        "--no-checks", action="store_true", help="do not run the client-path checks of the services on this host"
+    )
     p.add_argument("--no-plan", action="store_true", help="do not ask the scheduler for the N+1 verdict")
     return p
 
