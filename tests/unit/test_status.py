@@ -121,3 +121,22 @@ def test_the_reason_read_is_the_one_hypervisor_health_writes() -> None:
     from vmha.hypervisor_health.agent import reason_attribute
 
     assert status.REASON_ATTRIBUTE == reason_attribute(status.HEALTH_ATTRIBUTE) == "health-vmha-reason"
+
+
+def test_no_hypervisor_health_is_said_not_green() -> None:
+    from lxml import etree
+
+    cib = etree.fromstring(
+        b"<cib><configuration><crm_config/><resources>"
+        b'<primitive id="fence-lab" class="stonith" type="fence_vmhalab"/>'
+        b"</resources></configuration></cib>"
+    )
+    assert status.read_cib(cib).health_watched is False
+    snap = Snapshot(health_watched=False)
+    snap.hosts["ha1"] = Host("ha1")
+    text = status.render_text(snap, status.Paint(io.StringIO(), {}))
+    assert "health not watched (no HypervisorHealth)" in text
+    cib.find("configuration/resources").append(
+        etree.fromstring(b'<primitive id="hv" class="ocf" provider="vmha" type="HypervisorHealth"/>')
+    )
+    assert status.read_cib(cib).health_watched is True

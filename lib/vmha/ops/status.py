@@ -57,6 +57,7 @@ REASON_ATTRIBUTE = "health-vmha-reason"
 HEALTH_ATTRIBUTE = "#health-vmha"
 VM_AGENTS = {"ocf:vmha:VirtualMachine": True, "ocf:heartbeat:VirtualDomain": False}
 SERVICE_AGENT = "ocf:vmha:GuestService"
+HEALTH_AGENT = "ocf:vmha:HypervisorHealth"
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 
 
@@ -212,6 +213,7 @@ class Snapshot:
     quorum: bool | None = None
     stonith_enabled: bool | None = None
     maintenance_mode: bool = False
+    health_watched: bool = True  # False: no HypervisorHealth, the colour is Pacemaker's default
     hosts: dict[str, Host] = field(default_factory=dict)
     vms: dict[str, Vm] = field(default_factory=dict)
     failures: list[Failure] = field(default_factory=list)
@@ -240,6 +242,7 @@ class Snapshot:
                 "quorum": self.quorum,
                 "stonith_enabled": self.stonith_enabled,
                 "maintenance_mode": self.maintenance_mode,
+                "health_watched": self.health_watched,
                 "n_plus_1": self.n_plus_1,
                 "n_plus_1_detail": self.n_plus_1_detail,
             },
@@ -382,10 +385,12 @@ class Definitions:
     services: dict[str, dict[str, str]]  # id -> params
     fence_devices: list[str]
     cluster_name: str
+    health_watched: bool = False  # a HypervisorHealth resource is configured
 
 
 def read_cib(root: Any) -> Definitions:
     vms, services, fence = {}, {}, []
+    watched = False
     for prim in root.iterfind("configuration/resources//primitive"):
         agent, rid = _agent(prim), str(prim.get("id"))
         if agent in VM_AGENTS:
@@ -394,11 +399,13 @@ def read_cib(root: Any) -> Definitions:
             services[rid] = _params(prim)
         elif prim.get("class") == "stonith":
             fence.append(rid)
+        elif agent == HEALTH_AGENT:
+            watched = True
     props = {
         str(nv.get("name")): str(nv.get("value", ""))
         for nv in root.iterfind("configuration/crm_config/cluster_property_set/nvpair")
     }
-    return Definitions(vms, services, fence, props.get("cluster-name", ""))
+    return Definitions(vms, services, fence, props.get("cluster-name", ""), watched)
 
 
 def domain_name(agent: str, params: Mapping[str, str], rid: str) -> str:
@@ -569,6 +576,7 @@ def gather(runner: CommandRunner, timeout_s: float, *, run_plan: bool = True, ch
             raise CannotTell(f"cibadmin: {exc}") from None
         defs = read_cib(cib_root)
         snap.cluster_name = defs.cluster_name
+        snap.health_watched = defs.health_watched
         try:
             local: str | None = me_f.result().strip() or None
         except CommandError:  # no controller to ask (a saved CIB): this machine's name
@@ -859,6 +867,8 @@ def render_text(snap: Snapshot, paint: Paint, now: float | None = None) -> str:
     placed: set[str] = set()
     for h in snap.hosts.values():
         health = paint(h.health, h.health if h.health in ("green", "yellow", "red") else "red")
+        if not snap.health_watched and h.health == "green":
+            health = "not watched (no HypervisorHealth)"
         bits = [h.state, f"health {health}" + (f" ({h.health_reason})" if h.health_reason else "")]
         usage = _usage(h)
         if usage:
