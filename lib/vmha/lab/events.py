@@ -111,7 +111,7 @@ def parse_line(line: str) -> Event | None:
     parts = line.rstrip("\n").split("\t")
     if len(parts) != len(FIELDS):
         return None
-    f = dict(zip(FIELDS, parts, strict=True))
+    f = dict(zip(FIELDS, parts))  # noqa: B905 - the length is checked above (and Python 3.9 has no strict)
     try:
         at = float(f["at"])
     except ValueError:
